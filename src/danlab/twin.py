@@ -1,0 +1,117 @@
+"""Twin experiments: truth trajectories on the attractor and their observations, from seeds.
+
+The same (seed, configuration) gives the same truth, observations and initial guess to every
+method, so every comparison in danlab is paired on identical test trajectories.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from danlab.dynamics import Lorenz96
+from danlab.errors import check, check_int_at_least, check_positive
+from danlab.observations import ObservationConfig
+
+SPINUP_TIME = 20.0  # model time units to reach the attractor (about 30 Lyapunov times)
+
+
+@dataclass
+class TwinData:
+    """truth: (T+1, B, N_x), truth[0] at the initial time; y, mask: (T, B, N_x) for cycles 1..T;
+    x0: (B, N_x) the initial guess shared by all methods (truth[0] + sigma * noise)."""
+
+    truth: Tensor | None
+    y: Tensor
+    mask: Tensor
+    x0: Tensor
+    sigma: float
+    dt: float
+
+    @property
+    def n_cycles(self) -> int:
+        return self.y.shape[0]
+
+    @property
+    def n_trajectories(self) -> int:
+        return self.y.shape[1]
+
+    @property
+    def nx(self) -> int:
+        return self.y.shape[-1]
+
+    def observations(self) -> Iterator[tuple[Tensor, Tensor]]:
+        for k in range(self.n_cycles):
+            yield self.y[k], self.mask[k]
+
+    def to(self, device=None, dtype=None) -> TwinData:
+        def cast(t):
+            return t.to(device=device, dtype=dtype if t.is_floating_point() else None)
+        truth = cast(self.truth) if self.truth is not None else None
+        return TwinData(truth, cast(self.y), self.mask.to(device), cast(self.x0),
+                        self.sigma, self.dt)
+
+
+def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed(int(seed))
+    return g
+
+
+def attractor_states(
+    model: Lorenz96, n: int, nx: int, seed: int, dtype=torch.float64, device="cpu",
+    spinup_time: float = SPINUP_TIME,
+) -> Tensor:
+    """n independent states (n, nx) on the attractor, drawn from `seed` on the CPU."""
+    check_int_at_least("nx", nx, 4)
+    g = make_generator(seed)
+    x = model.forcing + torch.randn(n, nx, generator=g, dtype=torch.float64)
+    x = model.spinup(x, spinup_time)
+    return x.to(device=device, dtype=dtype)
+
+
+def make_twin(
+    model: Lorenz96, obs: ObservationConfig, nx: int, dt: float, n_trajectories: int,
+    n_cycles: int, seed: int = 0, dtype=torch.float64, device="cpu",
+) -> TwinData:
+    """Generate a twin experiment: everything is computed in float64 on the CPU from `seed`,
+    then cast, so results do not depend on the device or dtype of the methods compared."""
+    check_int_at_least("nx", nx, 4)
+    check_positive("dt", dt)
+    check_int_at_least("trajectories", n_trajectories, 1)
+    check_int_at_least("cycles", n_cycles, 1)
+    check(isinstance(seed, int) and seed >= 0, f"seed={seed!r} is not allowed: it must be an integer >= 0")
+    x = attractor_states(model, n_trajectories, nx, seed)
+    g = make_generator(seed + 7919)
+    truth = [x]
+    ys, masks = [], []
+    with torch.no_grad():
+        for _ in range(n_cycles):
+            x = model.forecast(x, dt)
+            y, m = obs.observe(x, g)
+            truth.append(x)
+            ys.append(y)
+            masks.append(m)
+    x0 = truth[0] + obs.sigma * torch.randn(truth[0].shape, generator=g, dtype=torch.float64)
+    twin = TwinData(torch.stack(truth), torch.stack(ys), torch.stack(masks), x0, obs.sigma, dt)
+    return twin.to(device=device, dtype=dtype)
+
+
+class ObservationStream:
+    """Truth advanced by the model and observed on the fly: an endless twin experiment used by
+    training (and by long runs that should not store the whole truth). Iterating yields (y, mask);
+    `truth` is the truth at the cycle just yielded."""
+
+    def __init__(self, model: Lorenz96, obs: ObservationConfig, truth: Tensor, dt: float,
+                 generator: torch.Generator, n_cycles: int):
+        self.model, self.obs, self.truth, self.dt = model, obs, truth, dt
+        self.generator, self.n_cycles = generator, n_cycles
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        for _ in range(self.n_cycles):
+            with torch.no_grad():
+                self.truth = self.model.forecast(self.truth, self.dt)
+            yield self.obs.observe(self.truth, self.generator)
