@@ -1,0 +1,24 @@
+"""A data assimilation network as a filter: one state, a learned increment (Eq. 2 / 22)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import Tensor
+
+from danlab.filters.base import SingleStateFilter
+from danlab.observations import projected_innovation
+
+
+class DANFilter(SingleStateFilter):
+    """x^a = x^f + a(x^f, zeta), zeta = H^T R^{-1} (y - H x^f); `operator(xf, zeta)` returns
+    the whole increment. Gradients flow through it when the cycle runs with grad enabled."""
+
+    name = "dan"
+
+    def __init__(self, operator: Callable[[Tensor, Tensor], Tensor]):
+        self.operator = operator
+
+    def analysis(self, state: Tensor, y: Tensor, mask: Tensor, sigma: float) -> Tensor:
+        zeta = projected_innovation(y, mask, state, sigma)
+        return state + self.operator(state, zeta)

@@ -1,0 +1,33 @@
+"""Learned analysis operators a_theta(x^f, zeta) -> increment, all (..., N_x) -> (..., N_x).
+
+Each net module registers a builder with `@register_net(name)`; `build_net(cfg)` makes the
+module named by `cfg.net` from a TrainConfig. Every net is an nn.Module whose
+`forward(xf, zeta)` returns the whole increment x^a - x^f (the alpha*zeta term included).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from danlab.errors import check_choice
+
+NET_BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_net(name: str):
+    def deco(builder):
+        NET_BUILDERS[name] = builder
+        return builder
+
+    return deco
+
+
+def build_net(cfg) -> nn.Module:
+    check_choice("net", cfg.net, tuple(NET_BUILDERS))
+    return NET_BUILDERS[cfg.net](cfg)
+
+
+# net modules register themselves on import
+from danlab.nets import cnn  # noqa: E402,F401
