@@ -1,0 +1,171 @@
+"""The linear-in-zeta DAN of App. B: increment = P^a(x^f) zeta (+ alpha zeta, Eq. 22).
+
+    P^a(x^f) = rho o (X^a X^a^T)          X^a(x^f): N_x x n_cols, from a circular CNN on x^f
+
+computed by Eq. B1 without ever forming an N_x x N_x matrix:
+
+    P^a zeta = sum_l X_l o (rho (X_l o zeta))
+
+where rho is the periodic Gaspari-Cohn taper of half-width c = loc_radius sites (support
+|d| < 2c), applied as a circular convolution: cost O(n_cols * N_x * band), band = 2*ceil(2c)-1.
+loc_radius = 0 gives the low-rank variant without localisation, X (X^T zeta), cost O(n_cols N_x).
+
+Initialisation (our choice, see docs/linear_zeta.md): the head's weights are zero and its
+bias makes every column of X constant, so the initial P^a = s0 * rho is a state-independent,
+localised covariance (diag s0) and gradients reach the CNN at once (X = 0 would be a saddle).
+With alpha (Eq. 22, cnn.py's convention: alpha starts at sigma^2, x^a = y when H = I) s0 is
+0.01 sigma^2, so the start is the observation-only filter, as for the residual CNN. Without
+alpha, s0 = 0.9 sigma^2 / max_k rho_hat(k) (rho_hat: the taper's spectrum; N_x without
+localisation), so the initial gain s0 rho_hat(k) / sigma^2 <= 0.9 at every wavenumber when
+H = I: a stable, smoothing 3D-Var-like start.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from danlab.dynamics import Lorenz96
+from danlab.errors import check, check_choice, check_int_at_least
+from danlab.nets import register_net
+from danlab.nets.cnn import ACTIVATIONS, ResidualBlock, circular_conv
+
+
+def gaspari_cohn(r: Tensor) -> Tensor:
+    """The Gaspari-Cohn (1999) fifth-order taper of r = |d| / c (0 for r >= 2)."""
+    r = r.abs()
+    inner = (((-0.25 * r + 0.5) * r + 0.625) * r - 5.0 / 3.0) * r**2 + 1.0
+    outer = ((((r / 12.0 - 0.5) * r + 0.625) * r + 5.0 / 3.0) * r - 5.0) * r + 4.0 \
+        - 2.0 / (3.0 * r.clamp_min(1e-12))
+    out = torch.where(r <= 1.0, inner, outer)
+    return torch.where(r < 2.0, out, torch.zeros_like(r))
+
+
+def taper_kernel(nx: int, radius: float, dtype=torch.float64, device=None) -> tuple[Tensor, int]:
+    """(weights, left) for the periodic GC localisation as a circular convolution.
+
+    (rho v)_i = sum_j weights[j] v_{i + j - left}; the band holds the offsets with rho > 0, or
+    every distinct offset on the circle when the band would wrap around (then rho is dense)."""
+    check_int_at_least("nx", nx, 1)
+    check(math.isfinite(radius) and radius > 0,
+          f"loc_radius={radius!r} is not allowed: it must be a finite number > 0")
+    half = math.ceil(2.0 * radius) - 1  # offsets |d| <= half have rho > 0
+    if 2 * half + 1 <= nx:
+        offsets = torch.arange(-half, half + 1, dtype=dtype, device=device)
+        dist = offsets.abs()
+        left = half
+    else:  # the band covers the whole circle: one weight per distinct offset
+        left = (nx - 1) // 2
+        offsets = torch.arange(-left, nx - left, dtype=dtype, device=device)
+        dist = torch.minimum(offsets.abs(), nx - offsets.abs())
+    return gaspari_cohn(dist / radius), left
+
+
+def apply_taper(v: Tensor, weights: Tensor, left: int) -> Tensor:
+    """rho v for v (..., N_x), rho the circulant matrix of `taper_kernel`: O(N_x * band)."""
+    nx = v.shape[-1]
+    right = weights.shape[-1] - 1 - left
+    flat = v.reshape(-1, 1, nx)
+    padded = F.pad(flat, (left, right), mode="circular") if (left or right) else flat
+    out = F.conv1d(padded, weights.to(v.dtype).reshape(1, 1, -1))
+    return out.reshape(v.shape)
+
+
+def taper_matrix(nx: int, radius: float, dtype=torch.float64, device=None) -> Tensor:
+    """The dense N_x x N_x localisation matrix rho (for tests and small-N_x diagnostics only)."""
+    i = torch.arange(nx, dtype=dtype, device=device)
+    d = (i[:, None] - i[None, :]).abs()
+    d = torch.minimum(d, nx - d)
+    return gaspari_cohn(d / radius)
+
+
+def localized_product(x: Tensor, zeta: Tensor, radius: float) -> Tensor:
+    """Eq. B1: (rho o X X^T) zeta = sum_l X_l o (rho (X_l o zeta)), never forming N_x x N_x.
+
+    x: (..., n_cols, N_x) the columns of X as rows; zeta: (..., N_x). radius = 0: X (X^T zeta)."""
+    if radius == 0:
+        return low_rank_product(x, zeta)
+    weights, left = taper_kernel(x.shape[-1], radius, x.dtype, x.device)
+    return (x * apply_taper(x * zeta.unsqueeze(-2), weights, left)).sum(-2)
+
+
+def low_rank_product(x: Tensor, zeta: Tensor) -> Tensor:
+    """X (X^T zeta) for x (..., n_cols, N_x): cost 2 n_cols N_x."""
+    coeff = (x * zeta.unsqueeze(-2)).sum(-1, keepdim=True)
+    return (x * coeff).sum(-2)
+
+
+def dense_covariance(x: Tensor, radius: float) -> Tensor:
+    """rho o (X X^T) as a dense (..., N_x, N_x) matrix: reference for tests and diagnostics."""
+    p = x.transpose(-1, -2) @ x
+    if radius == 0:
+        return p
+    return taper_matrix(x.shape[-1], radius, x.dtype, x.device) * p
+
+
+def taper_spectrum_max(nx: int, radius: float) -> float:
+    """The largest eigenvalue of the circulant rho (its spectrum is the DFT of a row)."""
+    if radius == 0:
+        return float(nx)
+    row = taper_matrix(nx, radius)[0]
+    return float(torch.fft.fft(row).real.max())
+
+
+class LinearZetaDAN(nn.Module):
+    """increment = rho o (X X^T) zeta (+ alpha zeta); X(x^f) from a circular residual CNN."""
+
+    def __init__(self, filters: int = 32, kernel: int = 5, blocks: int = 4,
+                 activation: str = "gelu", columns: int = 8, loc_radius: float = 4.0,
+                 alpha: bool = True, sigma: float = 1.0,
+                 climatology: tuple[float, float] = Lorenz96.climatology, nx_init: int = 40):
+        super().__init__()
+        check_choice("activation", activation, tuple(ACTIVATIONS))
+        check_int_at_least("columns", columns, 1)
+        check(math.isfinite(loc_radius) and loc_radius >= 0,
+              f"loc_radius={loc_radius!r} is not allowed: it must be a finite number >= 0")
+        act = ACTIVATIONS[activation]
+        self.sigma = float(sigma)
+        self.columns = columns
+        self.loc_radius = float(loc_radius)
+        self.register_buffer("clim", torch.tensor(climatology, dtype=torch.float32))
+        self.lift = circular_conv(1, filters, kernel)
+        self.blocks = nn.Sequential(*[ResidualBlock(filters, kernel, act) for _ in range(blocks)])
+        self.head = nn.Sequential(act(), nn.Conv1d(filters, columns, 1))
+        # initial X: constant columns, P^a = s0 rho (see the module docstring)
+        if alpha:
+            s0 = 0.01 * self.sigma**2
+        else:
+            s0 = 0.9 * self.sigma**2 / taper_spectrum_max(nx_init, self.loc_radius)
+        nn.init.zeros_(self.head[1].weight)
+        nn.init.constant_(self.head[1].bias, math.sqrt(s0 / columns) / self.sigma)
+        self.alpha = nn.Parameter(torch.tensor(self.sigma**2)) if alpha else None
+
+    def anomalies(self, xf: Tensor) -> Tensor:
+        """X^a(x^f): (..., n_cols, N_x), the columns of X as rows."""
+        batch, nx = xf.shape[:-1], xf.shape[-1]
+        mean, std = self.clim[0], self.clim[1]
+        h = ((xf - mean) / std).reshape(-1, 1, nx)
+        h = self.head(self.blocks(self.lift(h)))
+        return (self.sigma * h).reshape(*batch, self.columns, nx)
+
+    def covariance(self, xf: Tensor) -> Tensor:
+        """The explicit P^a(x^f) = rho o X X^T (+ alpha I): dense, for diagnostics at small N_x."""
+        p = dense_covariance(self.anomalies(xf), self.loc_radius)
+        if self.alpha is not None:
+            p = p + self.alpha * torch.eye(xf.shape[-1], dtype=p.dtype, device=p.device)
+        return p
+
+    def forward(self, xf: Tensor, zeta: Tensor) -> Tensor:
+        out = localized_product(self.anomalies(xf), zeta, self.loc_radius)
+        if self.alpha is not None:
+            out = out + self.alpha * zeta
+        return out
+
+
+@register_net("linear-zeta")
+def build_linear_zeta(cfg) -> LinearZetaDAN:
+    return LinearZetaDAN(cfg.filters, cfg.kernel, cfg.blocks, cfg.activation, cfg.columns,
+                         cfg.loc_radius, cfg.alpha, cfg.sigma, nx_init=cfg.nx)
