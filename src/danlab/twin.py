@@ -115,3 +115,67 @@ class ObservationStream:
             with torch.no_grad():
                 self.truth = self.model.forecast(self.truth, self.dt)
             yield self.obs.observe(self.truth, self.generator)
+
+
+def twin_to_dataset(twin: TwinData):
+    """The twin as an xarray Dataset: y, mask (cycle, trajectory, site), x0, truth if known."""
+    import xarray as xr
+
+    data = {"y": (("cycle", "trajectory", "site"), twin.y.cpu().numpy()),
+            "mask": (("cycle", "trajectory", "site"), twin.mask.cpu().numpy().astype("int8")),
+            "x0": (("trajectory", "site"), twin.x0.cpu().numpy())}
+    if twin.truth is not None:
+        data["truth"] = (("time", "trajectory", "site"), twin.truth.cpu().numpy())
+    return xr.Dataset(data, attrs={"sigma": twin.sigma, "dt": twin.dt})
+
+
+def read_observations(path: str, dtype=torch.float64, device="cpu") -> TwinData:
+    """A user's observations from netCDF: y and mask (cycle, trajectory, site), attributes
+    sigma and dt; optional x0 (trajectory, site) (default: y at the first cycle where observed,
+    the observed mean elsewhere) and truth (time = cycle + 1, trajectory, site) for scores."""
+    import numpy as np
+    import xarray as xr
+
+    from danlab.errors import DanlabError
+
+    try:
+        ds = xr.open_dataset(path).load()
+    except FileNotFoundError:
+        raise DanlabError(f"observation file {path!r} does not exist") from None
+    except Exception as exc:
+        raise DanlabError(f"observation file {path!r} is not readable netCDF "
+                          f"({type(exc).__name__})") from None
+    where = f"observation file {path!r}"
+    for name in ("y", "mask"):
+        check(name in ds, f"{where}: variable {name!r} is missing (need y and mask)")
+        check(ds[name].dims == ("cycle", "trajectory", "site"),
+              f"{where}: {name} has dims {ds[name].dims}; expected (cycle, trajectory, site)")
+    y, mask = ds["y"].values.astype("float64"), ds["mask"].values
+    check(mask.shape == y.shape, f"{where}: mask shape {mask.shape} differs from y {y.shape}")
+    check(np.isin(mask, (0, 1)).all(), f"{where}: mask must hold only 0/1 (or booleans)")
+    mask = mask.astype(bool)
+    check(y.shape[-1] >= 4, f"{where}: N_x={y.shape[-1]} sites; at least 4 are needed")
+    check(np.isfinite(y[mask]).all(), f"{where}: y holds NaN or inf at observed sites")
+    y = np.where(mask, y, 0.0)
+    for attr in ("sigma", "dt"):
+        v = ds.attrs.get(attr)
+        check(isinstance(v, (int, float, np.floating, np.integer)) and np.isfinite(v) and v > 0,
+              f"{where}: attribute {attr}={v!r} must be a finite number > 0")
+    if "x0" in ds:
+        x0 = ds["x0"].values.astype("float64")
+        check(x0.shape == y.shape[1:], f"{where}: x0 shape {x0.shape}; expected {y.shape[1:]}")
+        check(np.isfinite(x0).all(), f"{where}: x0 holds NaN or inf")
+    else:
+        first = np.where(mask[0], y[0], (y * mask).sum((0, 2), keepdims=True)[0]
+                         / np.maximum(mask.sum((0, 2), keepdims=True)[0], 1))
+        x0 = first
+    truth = None
+    if "truth" in ds:
+        truth = ds["truth"].values.astype("float64")
+        check(truth.shape == (y.shape[0] + 1, *y.shape[1:]),
+              f"{where}: truth shape {truth.shape}; expected {(y.shape[0] + 1, *y.shape[1:])}")
+        check(np.isfinite(truth).all(), f"{where}: truth holds NaN or inf")
+    as_t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+    twin = TwinData(as_t(truth) if truth is not None else None, as_t(y), as_t(mask), as_t(x0),
+                    float(ds.attrs["sigma"]), float(ds.attrs["dt"]))
+    return twin.to(device=device, dtype=dtype)
