@@ -1,0 +1,139 @@
+"""Deviation from linearity in zeta: r(lambda) of Eq. 23 (Fig. 6), and the distribution of the
+projected innovations met in a DA run (Fig. 7). Samples (x^f, zeta) come from the one cycle
+engine (`danlab.run_filter` with a DANFilter that records its inputs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from danlab.cycle import run_filter
+from danlab.diagnostics._common import Operator, as_states, check_operator, rows_per_call, safe
+from danlab.diagnostics.covariance import analysis_covariance
+from danlab.dynamics import Lorenz96
+from danlab.errors import check, check_int_at_least, check_positive
+from danlab.filters import DANFilter
+from danlab.observations import ObservationConfig, projected_innovation
+from danlab.twin import make_twin
+
+
+class _RecordingDAN(DANFilter):
+    """A DANFilter that keeps (x^f, zeta, mask) of the analyses after `skip` cycles."""
+
+    name = "dan"
+
+    def __init__(self, operator, skip: int):
+        super().__init__(operator)
+        self.skip, self.count, self.xf, self.zeta, self.mask = skip, 0, [], [], []
+
+    def analysis(self, state, y, mask, sigma):
+        if self.count >= self.skip:
+            self.xf.append(state.detach().clone())
+            self.zeta.append(projected_innovation(y, mask, state, sigma).detach().clone())
+            self.mask.append(mask.clone())
+        self.count += 1
+        return super().analysis(state, y, mask, sigma)
+
+
+@dataclass
+class DASamples:
+    """(x^f, zeta, mask) from a DA run, each (cycles * trajectories, N_x), with its test RMSE."""
+
+    xf: Tensor
+    zeta: Tensor
+    mask: Tensor
+    dt: float
+    rmse: float
+    n_diverged: int
+
+
+def da_samples(
+    a: Operator, nx: int = 40, dt: float = 0.05, obs: ObservationConfig | str = "full",
+    sigma: float = 1.0, n_cycles: int = 600, spinup: int = 100, trajectories: int = 4,
+    seed: int = 2_000_003, forcing: float = 8.0, inner_dt: float = 0.01,
+    dtype: torch.dtype = torch.float64,
+) -> DASamples:
+    """Run the DAN `a` through the cycle engine on a fresh twin experiment; return the
+    forecasts and projected innovations of the cycles after `spinup` (trajectories that
+    diverged are dropped)."""
+    check_int_at_least("spinup", spinup, 0)
+    check(n_cycles > spinup, f"cycles={n_cycles} must exceed spinup={spinup}")
+    ocfg = obs if isinstance(obs, ObservationConfig) else ObservationConfig(obs, sigma)
+    model = Lorenz96(forcing, inner_dt)
+    twin = make_twin(model, ocfg, nx, dt, trajectories, n_cycles, seed, dtype=dtype)
+    filt = _RecordingDAN(a, spinup)
+    res = run_filter(filt, twin, model, spinup=spinup)
+    ok = ~res.diverged
+    check(bool(ok.any()), f"every DA trajectory diverged at dt={dt}: no samples")
+    xf, zeta, mask = (torch.stack(v)[:, ok].reshape(-1, nx)
+                      for v in (filt.xf, filt.zeta, filt.mask))
+    return DASamples(xf, zeta, mask, dt, res.rmse, res.n_diverged)
+
+
+@dataclass
+class NonlinearityRatio:
+    """lambdas (L,); ratio r(lambda) (L,) of Eq. 23; stderr (L,) its standard error over the
+    n_samples (x, zeta) pairs used."""
+
+    lambdas: Tensor
+    ratio: Tensor
+    stderr: Tensor
+    n_samples: int
+
+
+def nonlinearity_ratio(
+    a: Operator, xs: Tensor, zetas: Tensor, lambdas, *, pa: Tensor | None = None,
+    rtol: float = 1e-8, max_elements: int | None = None,
+) -> NonlinearityRatio:
+    """r(lambda) = E ||P^a(x)^+ (a(x, lambda zeta) - a(x, 0))|| / ||P^a(x)^+ (a(x, zeta) -
+    a(x, 0))|| over pairs (x, zeta) (rows of xs, zetas (K, N_x)), P^a(x) the Jacobian at
+    zeta = 0 (or `pa` (K, N_x, N_x) if given), applied through its pseudo-inverse (singular
+    values below rtol * max dropped) for stability. Pairs with zeta = 0 are skipped.
+    For an operator linear in zeta, r(lambda) = lambda."""
+    x, _ = as_states(xs, "xs")
+    z, _ = as_states(zetas, "zetas")
+    check(x.shape == z.shape, f"xs and zetas must have the same shape, got {tuple(x.shape)} "
+                              f"and {tuple(z.shape)}")
+    lam = torch.as_tensor(lambdas, dtype=torch.float64).reshape(-1)
+    check(lam.numel() >= 1 and bool((lam > 0).all()) and bool(torch.isfinite(lam).all()),
+          "lambdas must be finite numbers > 0")
+    check_operator(a, x)
+    keep = z.abs().amax(-1) > 0
+    check(bool(keep.any()), "every zeta is zero: r(lambda) is undefined")
+    x, z = x[keep], z[keep]
+    p = analysis_covariance(a, x, max_elements=max_elements) if pa is None else pa[keep]
+    pinv = torch.linalg.pinv(p, rtol=rtol)
+    chunk = rows_per_call(x.shape[-1], max_elements)
+
+    def std_incr(scale):
+        outs = []
+        with torch.no_grad():
+            for s in range(0, x.shape[0], chunk):
+                xx, zz = x[s:s + chunk], z[s:s + chunk]
+                d = a(xx, scale * zz) - a(xx, torch.zeros_like(zz))
+                outs.append(torch.einsum("bij,bj->bi", pinv[s:s + chunk], d).norm(dim=-1))
+        return torch.cat(outs)
+
+    den = safe(lambda: std_incr(1.0), "evaluation")
+    good = den > 0
+    ratios = torch.stack([std_incr(float(v))[good] / den[good] for v in lam])  # (L, K)
+    n = ratios.shape[1]
+    return NonlinearityRatio(lam, ratios.mean(1).double(),
+                             (ratios.std(1) / max(1, n) ** 0.5).double(), n)
+
+
+def innovation_histogram(zetas: Tensor, mask: Tensor | None = None, bins: int = 81,
+                         limit: float | None = None) -> tuple[Tensor, Tensor]:
+    """Density histogram of projected innovations at observed sites: (edges (bins+1,),
+    density (bins,)); `limit` sets the symmetric range (default: the largest |zeta|)."""
+    check_int_at_least("bins", bins, 2)
+    z = zetas[mask] if mask is not None else zetas.reshape(-1)
+    check(z.numel() > 0, "no observed projected innovations to histogram")
+    lim = float(z.abs().max()) if limit is None else float(limit)
+    check_positive("limit", lim)
+    dens = torch.histc(z.double(), bins=bins, min=-lim, max=lim)
+    width = 2 * lim / bins
+    dens = dens / (z.numel() * width)
+    return torch.linspace(-lim, lim, bins + 1, dtype=torch.float64), dens
