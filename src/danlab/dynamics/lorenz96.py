@@ -58,8 +58,33 @@ class Lorenz96:
         return x
 
     def tangent_linear(self, x: Tensor, dx: Tensor, dt: float) -> tuple[Tensor, Tensor]:
-        """(M(x), M'(x) dx) by forward-mode autodiff; dx has the shape of x."""
-        return torch.func.jvp(lambda z: self.forecast(z, dt), (x,), (dx,))
+        """(M(x), M'(x) dx): forward-mode autodiff (torch.func.jvp) of the RK4 integration;
+        dx has the shape of x (or broadcasts against it)."""
+        return torch.func.jvp(lambda z: self.forecast(z, dt), (x,), (dx.expand_as(x),))
+
+    def tangent_tendency(self, x: Tensor, dx: Tensor) -> Tensor:
+        """The tendency's derivative at x applied to dx (hand-written, for speed)."""
+        r = torch.roll
+        return ((r(dx, -1, -1) - r(dx, 2, -1)) * r(x, 1, -1)
+                + (r(x, -1, -1) - r(x, 2, -1)) * r(dx, 1, -1) - dx)
+
+    def forecast_tangent(self, x: Tensor, dx: Tensor, dt: float) -> tuple[Tensor, Tensor]:
+        """Same as `tangent_linear`, by RK4 on the pair (x, dx): exact for the discrete scheme
+        and several times cheaper than jvp on small batches."""
+        n = self.n_steps(dt)
+        h = dt / n
+        f, df = self.tendency, self.tangent_tendency
+        for _ in range(n):
+            k1, d1 = f(x), df(x, dx)
+            x2, dx2 = x + 0.5 * h * k1, dx + 0.5 * h * d1
+            k2, d2 = f(x2), df(x2, dx2)
+            x3, dx3 = x + 0.5 * h * k2, dx + 0.5 * h * d2
+            k3, d3 = f(x3), df(x3, dx3)
+            x4, dx4 = x + h * k3, dx + h * d3
+            k4, d4 = f(x4), df(x4, dx4)
+            x = x + (h / 6.0) * (k1 + 2.0 * (k2 + k3) + k4)
+            dx = dx + (h / 6.0) * (d1 + 2.0 * (d2 + d3) + d4)
+        return x, dx
 
     def spinup(self, x: Tensor, time: float) -> Tensor:
         """Integrate without gradient, to bring x onto the attractor."""
@@ -71,18 +96,22 @@ def lyapunov_exponents(
     model: Lorenz96, x0: Tensor, n_exponents: int, dt: float = 0.05, n_steps: int = 4000,
     transient: int = 500,
 ) -> Tensor:
-    """Leading Lyapunov exponents by the QR (Benettin) method on a single state x0 (N_x,)."""
-    nx = x0.shape[-1]
+    """Leading Lyapunov exponents by the QR (Benettin) method, averaged over a batch of
+    independent states x0 (B, N_x) (or one state (N_x,)): returns (n_exponents,)."""
+    x = x0.reshape(-1, x0.shape[-1])
+    b, nx = x.shape
     check(1 <= n_exponents <= nx, f"n_exponents={n_exponents} must be in [1, {nx}]")
-    q = torch.linalg.qr(torch.eye(nx, n_exponents, dtype=x0.dtype, device=x0.device))[0]
-    x = model.spinup(x0, transient * dt)
-    total = torch.zeros(n_exponents, dtype=x0.dtype, device=x0.device)
-    jvp_cols = torch.func.vmap(lambda v, z: model.tangent_linear(z, v, dt)[1], in_dims=(1, None),
-                               out_dims=1)
+    eye = torch.eye(nx, n_exponents, dtype=x.dtype, device=x.device)
+    q = eye.expand(b, nx, n_exponents)
+    x = model.spinup(x, transient * dt)
+    total = torch.zeros(b, n_exponents, dtype=x.dtype, device=x.device)
     for _ in range(n_steps):
+        # the k tangent vectors of each state ride along as extra batch rows of one jvp
+        xs = x.unsqueeze(1).expand(b, n_exponents, nx).reshape(-1, nx)
+        vs = q.transpose(1, 2).reshape(-1, nx)
         with torch.no_grad():
-            q_new = jvp_cols(q, x)
-            x = model.forecast(x, dt)
-        q, r = torch.linalg.qr(q_new)
-        total += torch.log(torch.abs(torch.diagonal(r)))
-    return total / (n_steps * dt)
+            xn, mv = model.forecast_tangent(xs, vs, dt)
+        x = xn.reshape(b, n_exponents, nx)[:, 0]
+        q, r = torch.linalg.qr(mv.reshape(b, n_exponents, nx).transpose(1, 2))
+        total += torch.log(torch.abs(torch.diagonal(r, dim1=-2, dim2=-1)))
+    return (total / (n_steps * dt)).mean(0)

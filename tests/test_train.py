@@ -1,0 +1,76 @@
+"""Training through the cycle: learning, exact resume, NaN rollback, loading."""
+
+import pytest
+import torch
+
+from danlab.config import TrainConfig, preset
+from danlab.errors import DanlabError
+from danlab.train import BEST, CHECKPOINT, Stop, evaluate_run, load, load_checkpoint, train
+
+TINY = dict(filters=8, blocks=1, n_r=128, s_b=16, n_iter=4, max_steps=24, time_budget=0.0,
+            warmup_cycles=20, val_cycles=16, test_trajectories=2, test_cycles=120,
+            test_spinup=40)
+
+
+def quiet(*a):
+    pass
+
+
+def test_training_learns(tmp_path):
+    cfg = preset("smoke", **{**TINY, "max_steps": 120, "filters": 16, "n_iter": 6})
+    out = train(cfg, tmp_path, progress=False, log=quiet)
+    # x^a = y (the initial operator) scores ~1.0; a few dozen steps must beat it clearly
+    assert out["rmse"] < 0.8 and out["steps"] == 120 and out["diverged"] == 0
+    for name in ("config.toml", "metrics.jsonl", "results.json", CHECKPOINT, BEST):
+        assert (tmp_path / name).exists()
+
+
+def test_resume_is_exact_float64(tmp_path):
+    cfg = preset("smoke", **TINY, dtype="float64")
+    full = train(cfg, tmp_path / "a", progress=False, log=quiet)
+    with pytest.raises(Stop):
+        train(cfg, tmp_path / "b", progress=False, log=quiet, stop_at=11)  # mid-epoch
+    resumed = train(cfg, tmp_path / "b", resume=True, progress=False, log=quiet)
+    wa = load_checkpoint(tmp_path / "a" / CHECKPOINT)["weights"]
+    wb = load_checkpoint(tmp_path / "b" / CHECKPOINT)["weights"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert full["rmse"] == resumed["rmse"]
+
+
+def test_resume_refuses_other_config(tmp_path):
+    cfg = preset("smoke", **TINY)
+    with pytest.raises(Stop):
+        train(cfg, tmp_path, progress=False, log=quiet, stop_at=3)
+    with pytest.raises(DanlabError, match="differs"):
+        train(cfg.replace(lr=1e-4), tmp_path, resume=True, progress=False, log=quiet)
+
+
+def test_nan_loss_rolls_back(tmp_path):
+    cfg = preset("smoke", **TINY)
+    logs = []
+    out = train(cfg, tmp_path, progress=False, log=logs.append, inject_nan_at=10)
+    assert out["rollbacks"] == 1 and out["steps"] == cfg.max_steps
+    assert any("rolled back" in line for line in logs)
+    assert all(torch.isfinite(p).all() for p in load(tmp_path).parameters())
+
+
+def test_load_is_a_module_and_generalises_to_other_nx(tmp_path):
+    train(preset("smoke", **TINY), tmp_path, progress=False, log=quiet)
+    op = load(tmp_path, dtype=torch.float64)
+    assert not op.training
+    for nx in (40, 80):
+        xf, zeta = torch.randn(3, nx, dtype=torch.float64), torch.randn(3, nx, dtype=torch.float64)
+        assert op(xf, zeta).shape == (3, nx)
+    r = evaluate_run(tmp_path, nx=80, obs="random", cycles=60, spinup=10, trajectories=2)
+    assert r.rmse < 1.5
+
+
+def test_config_validation():
+    with pytest.raises(DanlabError, match="s_b"):
+        TrainConfig(n_r=100, s_b=95)
+    with pytest.raises(DanlabError, match="unknown key"):
+        TrainConfig.from_dict({"n_iterations": 3})
+    with pytest.raises(DanlabError, match="wrong type"):
+        TrainConfig.from_dict({"n_iter": "8"})
+    with pytest.raises(DanlabError, match="kernel"):
+        TrainConfig(kernel=4)
