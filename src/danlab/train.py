@@ -58,10 +58,11 @@ class Stop(Exception):
 
 def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: str = "cpu",
           progress: bool = True, log=print, inject_nan_at: int | None = None,
-          stop_at: int | None = None) -> dict:
+          stop_at: int | None = None, snapshots: tuple[float, ...] = ()) -> dict:
     """Train, checkpointing every epoch into out_dir; returns the summary also written to
     out_dir/results.json. `inject_nan_at` poisons that step's loss and `stop_at` interrupts
-    the run at that step as SIGINT would (both for fault tests)."""
+    the run at that step as SIGINT would (both for fault tests). `snapshots` (seconds of
+    training) saves the weights at those times as snapshots/t<seconds>.pt, for learning curves."""
     out = Path(out_dir)
     dev = torch.device(device)
     dtype = _dtype(cfg)
@@ -83,7 +84,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
     if resume:
         if not ckpt_path.exists():
             raise DanlabError(f"--resume: no {CHECKPOINT} in {str(out)!r} to resume from")
-        ck = load_checkpoint(ckpt_path)
+        ck = load_checkpoint(ckpt_path, _RESUME_KEYS)
         if ck["config"] != cfg.to_dict():
             diff = [k for k, v in cfg.to_dict().items() if ck["config"].get(k) != v]
             raise DanlabError(f"--resume: the config differs from the checkpoint's in {diff}")
@@ -96,7 +97,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
         log(f"resumed from step {state['step']} (epoch {state['epoch']})")
     else:
         # truth on the attractor; analyses start as obs-only (truth + noise), then warm up
-        truth = attractor_states(model, cfg.n_r, cfg.nx, cfg.seed, dtype, dev)
+        truth = attractor_states(model, cfg.n_r, cfg.nx, cfg.seed, dtype, dev, compute_device=dev)
         noise = torch.randn(truth.shape, generator=gen, device=dev, dtype=dtype)
         xa = truth + cfg.sigma * noise
         if cfg.warmup_cycles:
@@ -178,6 +179,12 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
                 xa[idx], truth[idx] = x, t
             state["step"] += 1
             state["pos"] += 1
+            elapsed = time.perf_counter() - start
+            for t_snap in [t for t in snapshots if state["seconds"] < t <= elapsed]:
+                io.save_torch(out / "snapshots" / f"t{int(t_snap)}.pt",
+                              dict(config=cfg.to_dict(), weights=net.state_dict(),
+                                   step=state["step"], seconds=elapsed))
+            state["seconds"] = elapsed
             train_rmse = float(loss.detach().sqrt())
             if bar is not None:
                 bar.update(1)
@@ -276,16 +283,26 @@ def _restore_signal_handlers(prev):
         signal.signal(s, h)
 
 
-def load_checkpoint(path: str | Path) -> dict:
-    """torch.load with weights_only=True: a file that would run code when unpickled is refused."""
+_RESUME_KEYS = ("config", "weights", "optimizer", "gen", "perm_gen", "truth", "xa", "perm",
+                "state")
+
+
+def load_checkpoint(path: str | Path, keys=("config", "weights")) -> dict:
+    """torch.load with weights_only=True: a file that would run code when unpickled is refused;
+    a file that loads but is not a dict holding `keys` (config a dict) is refused too."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        ck = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise DanlabError(f"checkpoint {str(path)!r} does not exist") from None
     except Exception as exc:  # UnpicklingError and friends: never execute, never trace back
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DanlabError(f"refusing to load {str(path)!r}: it is not a plain danlab checkpoint "
                           f"({first[:160]})") from None
+    missing = [k for k in keys if k not in ck] if isinstance(ck, dict) else list(keys)
+    if missing or not isinstance(ck.get("config"), dict):
+        raise DanlabError(f"{str(path)!r} is not a danlab checkpoint: "
+                          f"missing {missing or ['config (a dict)']}")
+    return ck
 
 
 def load(run_dir: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu",
@@ -306,13 +323,13 @@ def load(run_dir: str | Path, dtype: torch.dtype = torch.float32, device: str = 
 
 def evaluate_run(run_dir, nx=None, dt=None, forcing=None, obs=None, sigma=None,
                  trajectories=None, cycles=None, spinup=None, seed=None, inner_dt=None,
-                 device="cpu", dtype=None, progress=False):
+                 device="cpu", dtype=None, progress=False, which: str = BEST):
     """Test RMSE of a run's best operator on test trajectories identical (same seeds) to the
     baselines'; any option left None takes the run's trained configuration."""
-    cfg = load(run_dir).config
+    cfg = load(run_dir, which=which).config
     pick = lambda v, d: d if v is None else v  # noqa: E731
     dtype = dtype or _dtype(cfg)
-    op = load(run_dir, dtype=dtype, device=device)
+    op = load(run_dir, dtype=dtype, device=device, which=which)
     model = Lorenz96(pick(forcing, cfg.forcing), pick(inner_dt, cfg.inner_dt))
     ocfg = ObservationConfig(pick(obs, cfg.obs), pick(sigma, cfg.sigma))
     twin = make_twin(model, ocfg, pick(nx, cfg.nx), pick(dt, cfg.dt),

@@ -63,13 +63,15 @@ def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Gener
 
 def attractor_states(
     model: Lorenz96, n: int, nx: int, seed: int, dtype=torch.float64, device="cpu",
-    spinup_time: float = SPINUP_TIME,
+    spinup_time: float = SPINUP_TIME, compute_device="cpu",
 ) -> Tensor:
-    """n independent states (n, nx) on the attractor, drawn from `seed` on the CPU."""
+    """n independent states (n, nx) on the attractor, drawn from `seed` on the CPU, integrated
+    in float64 on `compute_device` (the CPU by default, so that the states do not depend on
+    the device; training on a GPU spins its 2^18 trajectories up there)."""
     check_int_at_least("nx", nx, 4)
     g = make_generator(seed)
     x = model.forcing + torch.randn(n, nx, generator=g, dtype=torch.float64)
-    x = model.spinup(x, spinup_time)
+    x = model.spinup(x.to(compute_device), spinup_time)
     return x.to(device=device, dtype=dtype)
 
 
@@ -150,8 +152,14 @@ def read_observations(path: str, dtype=torch.float64, device="cpu") -> TwinData:
         check(name in ds, f"{where}: variable {name!r} is missing (need y and mask)")
         check(ds[name].dims == ("cycle", "trajectory", "site"),
               f"{where}: {name} has dims {ds[name].dims}; expected (cycle, trajectory, site)")
+    for name in ("y", "mask", "x0", "truth"):
+        if name in ds:
+            kind = ds[name].dtype.kind
+            check(kind in "biuf", f"{where}: {name} has dtype {ds[name].dtype}; expected numbers")
     y, mask = ds["y"].values.astype("float64"), ds["mask"].values
     check(mask.shape == y.shape, f"{where}: mask shape {mask.shape} differs from y {y.shape}")
+    check(y.shape[0] >= 1 and y.shape[1] >= 1,
+          f"{where}: y has shape {y.shape}; at least one cycle and one trajectory are needed")
     check(np.isin(mask, (0, 1)).all(), f"{where}: mask must hold only 0/1 (or booleans)")
     mask = mask.astype(bool)
     check(y.shape[-1] >= 4, f"{where}: N_x={y.shape[-1]} sites; at least 4 are needed")

@@ -32,7 +32,8 @@ def register(sub) -> None:
     p.add_argument("--members", type=int, default=40, help="ensemble size N (default 40)")
     p.add_argument("--inflation", type=float, default=1.0, help="ETKF multiplicative inflation")
     p.add_argument("--b-scale", type=float, default=None,
-                   help="3D-Var: scale of the climatological B (default: a tuned value)")
+                   help="3D-Var: scale of the climatological B (default: the value tuned at "
+                        "dt=0.05; `danlab tune-3dvar` tunes it for other settings)")
     p.add_argument("--dirac", action="store_true", help="EnKF-N/IEnKF-N: Dirac-Jeffreys variant")
     add_twin_options(p)
     p.add_argument("--obs-file", default=None,
@@ -80,7 +81,10 @@ def run(args) -> int:
     else:
         model, twin = build_twin(args, device, dtype)
     if args.method == "3dvar":
-        options = dict(model=model, nx=twin.nx, scale=args.b_scale, dt=twin.dt, sigma=twin.sigma)
+        options = dict(nx=twin.nx, forcing=model.forcing)
+        if args.b_scale is not None:
+            check_positive("b-scale", args.b_scale)
+            options["scale"] = args.b_scale
     filt = make_filter(args.method, members=args.members, **options)
     result = run_filter(filt, twin, model, spinup=args.spinup, progress=args.progress,
                         keep_analyses=bool(args.obs_file and args.out))

@@ -15,6 +15,8 @@ def register(sub) -> None:
                       ("spinup", int), ("seed", int), ("inner-dt", float)):
         p.add_argument(f"--{name}", type=typ, default=None,
                        help="default: the run's trained/test configuration")
+    p.add_argument("--checkpoint", default="best.pt",
+                   help="weights file inside RUN_DIR (default best.pt; e.g. snapshots/t600.pt)")
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default=None, help="float32 | float64 (default: the run's)")
     p.add_argument("--out", default=None, help="directory for results (netCDF, JSON)")
@@ -33,7 +35,8 @@ def run(args) -> int:
     result = evaluate_run(args.run_dir, nx=args.nx, dt=args.dt, forcing=args.forcing,
                           obs=args.obs, sigma=args.sigma, trajectories=args.trajectories,
                           cycles=args.cycles, spinup=args.spinup, seed=args.seed,
-                          inner_dt=args.inner_dt, device=str(device), dtype=dtype)
+                          inner_dt=args.inner_dt, device=str(device), dtype=dtype,
+                          which=args.checkpoint)
     summary = {"method": "dan", "run_dir": args.run_dir, **result.summary()}
     if args.out:
         write_results(Path(args.out), "dan", result, summary)

@@ -57,6 +57,8 @@ def register(sub) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--json", action="store_true", help="print one JSON object at the end")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--snapshots", default="",
+                   help="comma-separated training times (s) at which to keep the weights")
     add_config_options(p)
     p.set_defaults(func=run)
 
@@ -65,6 +67,7 @@ def run(args) -> int:
     from danlab.train import Stop, train
 
     cfg = config_from_args(args)
+    snapshots = _parse_snapshots(args.snapshots)
     device = resolve_device(args.device)
     out = Path(args.out or f"runs/{args.preset or 'custom'}")
     if not args.resume and (out / "checkpoint.pt").exists():
@@ -74,7 +77,8 @@ def run(args) -> int:
     log = (lambda *a: None) if args.json else print
     try:
         summary = train(cfg, out, resume=args.resume, device=str(device),
-                        progress=not (args.no_progress or args.json), log=log)
+                        progress=not (args.no_progress or args.json), log=log,
+                        snapshots=snapshots)
     except Stop:
         return 130
     if args.json:
@@ -84,3 +88,15 @@ def run(args) -> int:
               f"{summary['steps']} steps in {summary['seconds']:.0f} s, "
               f"{summary['throughput']:.0f} trajectory-cycles/s; run in {out}")
     return 0
+
+
+def _parse_snapshots(text: str) -> tuple[float, ...]:
+    from danlab.errors import DanlabError
+
+    try:
+        times = tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise DanlabError(f"--snapshots={text!r} is not allowed: give seconds like 120,300,600")
+    if any(not t > 0 for t in times):
+        raise DanlabError(f"--snapshots={text!r} is not allowed: times must be > 0")
+    return times

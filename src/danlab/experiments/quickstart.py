@@ -30,8 +30,7 @@ def quickstart(out: Path, preset_name: str = "cpu", members: int = 40, device: s
     methods = {
         "dan": DANFilter(load(out / "dan", dtype=torch.float64, device=device)),
         "enkf-n": make_filter("enkf-n", members=members),
-        "3dvar": make_filter("3dvar", members=members, model=model, nx=cfg.nx, dt=cfg.dt,
-                             sigma=cfg.sigma),
+        "3dvar": make_filter("3dvar", nx=cfg.nx, forcing=cfg.forcing),
     }
     results = {name: run_filter(f, twin, model, spinup=cfg.test_spinup, progress=progress,
                                 keep_analyses=(name == "dan"))
