@@ -1,5 +1,7 @@
 """danlab's one error type for bad input: a ValueError with a one-line message."""
 
+import math
+
 
 class DanlabError(ValueError):
     """Bad input: the message names the bad value and what is allowed."""
@@ -12,7 +14,11 @@ def check(condition: bool, message: str) -> None:
 
 
 def check_positive(name: str, value: float) -> None:
-    check(value == value and value > 0, f"{name}={value!r} is not allowed: it must be > 0")
+    try:
+        ok = math.isfinite(value) and value > 0
+    except TypeError:
+        ok = False
+    check(ok, f"{name}={value!r} is not allowed: it must be a finite number > 0")
 
 
 def check_int_at_least(name: str, value: int, low: int) -> None:
