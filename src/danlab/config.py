@@ -34,7 +34,7 @@ class TrainConfig:
     n_r: int = 4096                # trajectories, 10% kept for validation
     s_b: int = 32                  # batch of trajectories per step
     n_iter: int = 8                # cycles of truncated backpropagation per step
-    warmup_cycles: int = 200       # cycles run with the initial operator before training
+    warmup_cycles: int = 0         # cycles run with the initial operator before training
     epochs: int = 1000
     max_steps: int = 0             # 0 = no limit
     time_budget: float = 0.0       # seconds of training, 0 = no limit
@@ -115,7 +115,7 @@ PRESETS: dict[str, dict] = {
     # under a minute on a 2-core CPU
     "smoke": dict(filters=16, blocks=2, n_r=512, s_b=32, n_iter=8, max_steps=400,
                   time_budget=40.0,
-                  warmup_cycles=100, test_trajectories=8, test_cycles=1000, test_spinup=300),
+                  test_trajectories=8, test_cycles=1000, test_spinup=300),
     # the quickstart's default: about 10 minutes on a 2-core CPU
     "cpu": dict(filters=32, blocks=4, n_r=4096, s_b=32, n_iter=8, max_steps=6000,
                 time_budget=600.0),
