@@ -17,8 +17,9 @@ from danlab.twin import make_twin
 
 
 def quickstart(out: Path, preset_name: str = "cpu", members: int = 40, device: str = "cpu",
-               resume: bool = False, log=print, progress: bool = True) -> dict:
-    cfg = preset(preset_name)
+               resume: bool = False, log=print, progress: bool = True, **overrides) -> dict:
+    """Train, compare on the same test trajectories, plot; `overrides` change preset values."""
+    cfg = preset(preset_name, **overrides)
     log(f"[1/3] training the {preset_name!r} DAN (N_f={cfg.filters}, {cfg.blocks} blocks, "
         f"S_b={cfg.s_b}, N_iter={cfg.n_iter}; at most {cfg.time_budget:.0f} s)")
     trained = train(cfg, out / "dan", resume=resume, device=device, progress=progress, log=log)
@@ -77,7 +78,7 @@ def plot(out: Path, twin, results: dict, spinup: int) -> list[Path]:
     for name, r in results.items():
         curve = r.rmse_per_cycle.nanmean(1).numpy()
         ax.plot(curve, lw=0.8, label=f"{name} ({r.rmse:.3f})")
-    ax.axvline(spinup, color="k", lw=0.5, ls=":")
+    ax.axvline(spinup, color="k", lw=0.5, ls=":", label="end of spin-up")
     ax.set(xlabel="cycle", ylabel="RMSE (mean over trajectories)", yscale="log",
            title=f"Analysis RMSE, L96 N_x={twin.nx}, dt={twin.dt}")
     ax.legend()
