@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from danlab.cycle import run_filter
-from danlab.diagnostics._common import Operator
+from danlab.diagnostics._common import Operator, check_operator
 from danlab.diagnostics.covariance import analysis_covariance
 from danlab.dynamics import Lorenz96
 from danlab.errors import check, check_int_at_least
@@ -113,6 +113,7 @@ def compare_with_enkf(
     ocfg = obs if isinstance(obs, ObservationConfig) else ObservationConfig(obs, sigma)
     model = Lorenz96(forcing, inner_dt)
     twin = make_twin(model, ocfg, nx, dt, trajectories, n_cycles, seed, dtype=dtype)
+    check_operator(a, twin.x0)
     rec = _Recorder(enkf, spinup, every)
     res = run_filter(rec, twin, model, spinup=spinup)
     check(len(rec.xf) > 0, "no analyses were sampled: lower spinup or every")

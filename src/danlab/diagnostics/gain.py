@@ -165,6 +165,8 @@ def mean_marginal_gain(
         check(isinstance(shifts, int) and not isinstance(shifts, bool) and 1 <= shifts <= nx,
               f"shifts={shifts!r} is not allowed: use 'all' or an integer in [1, {nx}]")
         n_shift = shifts
+    check(mask is None or mask.dim() == 1,
+          "mask must be one site mask (N_x,) here: use obs= for masks that vary")
     n_p = check_samples(n_samples) if method == "composite" else None
     sampler = ZetaSampler(nx, obs, mask, zeta_cov, sigma) if method == "composite" else None
     gen = make_generator(generator)

@@ -63,6 +63,7 @@ def da_samples(
     ocfg = obs if isinstance(obs, ObservationConfig) else ObservationConfig(obs, sigma)
     model = Lorenz96(forcing, inner_dt)
     twin = make_twin(model, ocfg, nx, dt, trajectories, n_cycles, seed, dtype=dtype)
+    check_operator(a, twin.x0)
     filt = _RecordingDAN(a, spinup)
     res = run_filter(filt, twin, model, spinup=spinup)
     ok = ~res.diverged
