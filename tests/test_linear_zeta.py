@@ -132,3 +132,27 @@ def test_bad_input():
         LinearZetaDAN(columns=0)
     with pytest.raises(DanlabError, match="activation"):
         LinearZetaDAN(activation="softmax")
+
+
+def test_hypernetwork_is_linear_in_zeta_and_banded():
+    from danlab.nets.hyper import HyperDAN
+
+    net = HyperDAN(filters=8, blocks=1, channels=3, hyper_kernel=3, alpha=False).double()
+    _perturb(net, scale=0.1)
+    xf = 2.35 + 3.63 * torch.randn(24, dtype=F64)
+    zeta = torch.randn(24, dtype=F64)
+    jac = torch.func.jacrev(lambda z: net(xf, z))(zeta)
+    assert torch.allclose(jac @ zeta, net(xf, zeta), atol=1e-12)  # linear, no bias
+    band = taper_matrix(24, 1.25) > 0  # offsets |d| <= 2 = 2 * (3 // 2)
+    assert float(jac[~band].abs().max()) == 0.0
+    other = 2.35 + 3.63 * torch.randn(24, dtype=F64)
+    assert not torch.allclose(torch.func.jacrev(lambda z: net(other, z))(zeta), jac)
+
+
+def test_hypernetwork_registered():
+    assert "hyper" in NET_BUILDERS
+    net = build_net(TrainConfig(net="hyper", filters=8, blocks=1, columns=4))
+    out = net(torch.randn(2, 3, 50), torch.randn(2, 3, 50))
+    assert out.shape == (2, 3, 50)
+    zeta = torch.randn(5, 40)
+    assert torch.allclose(net(torch.randn(5, 40), zeta), zeta)  # obs-only start with alpha

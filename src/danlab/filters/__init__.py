@@ -11,6 +11,7 @@ from danlab.filters.enkf_n import EnKFN
 from danlab.filters.etkf import ETKF
 from danlab.filters.ienkf_n import IEnKFN
 from danlab.filters.reference import FreeRun, ObservationOnly
+from danlab.filters.sakov import SakovFilter, tune_sakov  # noqa: F401
 from danlab.filters.var3d import DEFAULT_SCALE, Var3D, climatological_covariance, tune_3dvar
 
 METHODS = ("enkf-n", "ienkf-n", "3dvar", "etkf", "obs-only", "free")

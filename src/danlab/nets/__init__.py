@@ -32,3 +32,4 @@ def build_net(cfg) -> nn.Module:
 # net modules register themselves on import
 from danlab.nets import cnn  # noqa: E402,F401,I001
 from danlab.nets import linear_zeta  # noqa: E402,F401,I001
+from danlab.nets import hyper  # noqa: E402,F401,I001
