@@ -44,7 +44,7 @@ def training_throughput(name, device, steps, max_batch):
         nonlocal xa, truth
         stream = ObservationStream(model, obs, truth, cfg.dt, gen, cfg.n_iter)
         loss = 0.0
-        for x, est in cycle(filt, xa, model, cfg.dt, stream, cfg.sigma):
+        for x, est in cycle(filt, xa, model, cfg.dt, stream, cfg.sigma):  # noqa: B007
             loss = loss + ((est - stream.truth) ** 2).mean()
         opt.zero_grad()
         loss.backward()

@@ -83,7 +83,8 @@ def validate(c: TrainConfig) -> None:
     def pos(name, strict=True):
         v = getattr(c, name)
         check(isinstance(v, (int, float)) and math.isfinite(v) and (v > 0 if strict else v >= 0),
-              f"{name}={v!r} is not allowed: it must be a finite number {'>' if strict else '>='} 0")
+              f"{name}={v!r} is not allowed: it must be a finite number "
+              f"{'>' if strict else '>='} 0")
 
     pos_int("nx", 4)
     check(math.isfinite(c.forcing), f"forcing={c.forcing!r} is not allowed: it must be finite")

@@ -41,6 +41,13 @@ def cycle(
         yield state, xa
 
 
+def final(steps: Iterable[tuple[Any, Tensor]], state: Any = None) -> Any:
+    """Run a `cycle` iterator to its end; return the last state (`state` if it was empty)."""
+    for state, _ in steps:  # noqa: B007
+        pass
+    return state
+
+
 @dataclass
 class FilterResult:
     """rmse: test RMSE (spatial RMSE per cycle, averaged over cycles after the spin-up, then
@@ -124,7 +131,7 @@ def run_filter(
     start = time.perf_counter()
     state = state0
     with torch.no_grad():
-        for state, _ in steps:
+        for state, _ in steps:  # noqa: B007  (the guard does the bookkeeping)
             k += 1
     seconds = time.perf_counter() - start
     kept = rmse_cycles[spinup:]

@@ -36,7 +36,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], N
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         why = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
-        raise DanlabError(f"cannot write {str(path)!r}: {why}; the previous file is intact") from None
+        raise DanlabError(f"cannot write {str(path)!r}: {why}; "
+                          "the previous file is intact") from None
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -82,11 +83,16 @@ def save_figure(fig, path_stem) -> list[Path]:
 
 
 def append_jsonl(path, record: dict) -> None:
-    """Append one line; a torn last line (crash mid-append) is skipped by `read_jsonl`."""
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    """Append one line; a torn last line (crash mid-append) is skipped by `read_jsonl`.
+    Disk full or permission errors become a DanlabError (earlier lines stay intact)."""
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        why = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+        raise DanlabError(f"cannot append to {str(path)!r}: {why}") from None
 
 
 def read_jsonl(path) -> list[dict]:

@@ -18,7 +18,7 @@ import torch
 
 from danlab import io
 from danlab.config import TrainConfig, to_toml
-from danlab.cycle import cycle, run_filter
+from danlab.cycle import cycle, final, run_filter
 from danlab.dynamics import Lorenz96
 from danlab.errors import DanlabError
 from danlab.filters.dan import DANFilter
@@ -103,8 +103,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
         if cfg.warmup_cycles:
             stream = ObservationStream(model, obs, truth, cfg.dt, gen, cfg.warmup_cycles)
             with torch.no_grad():
-                for xa, _ in cycle(DANFilter(net), xa, model, cfg.dt, stream, cfg.sigma):
-                    pass
+                xa = final(cycle(DANFilter(net), xa, model, cfg.dt, stream, cfg.sigma), xa)
             truth = stream.truth
         perm = torch.randperm(n_train, generator=perm_gen)
         out.mkdir(parents=True, exist_ok=True)
@@ -127,7 +126,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
         sq, count = 0.0, 0
         x = xa[v]
         with torch.no_grad():
-            for k, (x, est) in enumerate(cycle(filt, x, model, cfg.dt, stream, cfg.sigma)):
+            for k, (x, est) in enumerate(cycle(filt, x, model, cfg.dt, stream, cfg.sigma)):  # noqa: B007,B020,E501
                 if k >= cfg.val_cycles // 2:
                     sq += float(((est - stream.truth) ** 2).mean(-1).sqrt().mean())
                     count += 1
@@ -137,13 +136,16 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
 
     good = (copy.deepcopy(net.state_dict()), copy.deepcopy(opt.state_dict()))
     stop_reason = "max_steps" if cfg.max_steps and n_total == cfg.max_steps else "epochs"
-    prev_handlers = _install_signal_handlers()
+    pending: list[str] = []  # SIGINT/SIGTERM received: stop at the next step boundary
+    prev_handlers = _install_signal_handlers(pending)
     bar = _progress(n_total, state["step"], progress)
     start = time.perf_counter() - state["seconds"]
     try:
         while state["step"] < n_total:
             if stop_at is not None and state["step"] == stop_at:
                 raise Stop("stop_at")
+            if pending:
+                raise Stop(pending[0])
             if cfg.time_budget and time.perf_counter() - start >= cfg.time_budget:
                 stop_reason = "time_budget"
                 break
@@ -151,7 +153,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
             idx = perm[state["pos"] * cfg.s_b:(state["pos"] + 1) * cfg.s_b].to(dev)
             stream = ObservationStream(model, obs, truth[idx], cfg.dt, gen, cfg.n_iter)
             loss = 0.0
-            for x, est in cycle(filt, xa[idx], model, cfg.dt, stream, cfg.sigma):
+            for x, est in cycle(filt, xa[idx], model, cfg.dt, stream, cfg.sigma):  # noqa: B007
                 loss = loss + ((est - stream.truth) ** 2).mean()
             loss = loss / cfg.n_iter
             if inject_nan_at is not None and state["step"] == inject_nan_at:
@@ -215,6 +217,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
                 if cfg.patience and state["bad_epochs"] >= cfg.patience:
                     stop_reason = "early_stop"
                     break
+        if pending:  # a signal during the last step
+            raise Stop(pending[0])
     except Stop as sig:
         state["seconds"] = time.perf_counter() - start
         checkpoint()
@@ -265,9 +269,14 @@ def _progress(total, initial, enabled):
     return tqdm(total=total, initial=initial, desc="train", unit="step", dynamic_ncols=True)
 
 
-def _install_signal_handlers():
+def _install_signal_handlers(pending: list):
+    """The first SIGINT/SIGTERM is recorded in `pending` and acted on at the next step boundary,
+    so the checkpoint it triggers is consistent (weights, RNG states and counters of the same
+    step: resume is exact); a second one aborts at once (the last checkpoint stays valid)."""
     def handler(signum, frame):
-        raise Stop(signal.Signals(signum).name)
+        if pending:
+            raise KeyboardInterrupt
+        pending.append(signal.Signals(signum).name)
 
     prev = {}
     for s in (signal.SIGINT, signal.SIGTERM):

@@ -85,7 +85,8 @@ def make_twin(
     check_positive("dt", dt)
     check_int_at_least("trajectories", n_trajectories, 1)
     check_int_at_least("cycles", n_cycles, 1)
-    check(isinstance(seed, int) and seed >= 0, f"seed={seed!r} is not allowed: it must be an integer >= 0")
+    check(isinstance(seed, int) and seed >= 0,
+          f"seed={seed!r} is not allowed: it must be an integer >= 0")
     x = attractor_states(model, n_trajectories, nx, seed)
     g = make_generator(seed + 7919)
     truth = [x]

@@ -15,7 +15,8 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise DanlabError("device='cuda' is not available on this machine: use --device cpu or auto")
+        raise DanlabError("device='cuda' is not available on this machine: "
+                          "use --device cpu or auto")
     return torch.device(name)
 
 
@@ -26,7 +27,8 @@ def resolve_dtype(name: str) -> torch.dtype:
 
 def add_device_options(p, default_dtype: str = "float64") -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
-    p.add_argument("--dtype", default=default_dtype, help=f"float32 | float64 (default {default_dtype})")
+    p.add_argument("--dtype", default=default_dtype,
+                   help=f"float32 | float64 (default {default_dtype})")
 
 
 def print_json(obj) -> None:

@@ -96,7 +96,8 @@ def _parse_snapshots(text: str) -> tuple[float, ...]:
     try:
         times = tuple(float(t) for t in text.split(",") if t.strip())
     except ValueError:
-        raise DanlabError(f"--snapshots={text!r} is not allowed: give seconds like 120,300,600")
+        raise DanlabError(f"--snapshots={text!r} is not allowed: give seconds like "
+                          "120,300,600") from None
     if any(not t > 0 for t in times):
         raise DanlabError(f"--snapshots={text!r} is not allowed: times must be > 0")
     return times
