@@ -324,7 +324,8 @@ def test_at_least_30_cases():
 
 
 @pytest.mark.parametrize("argv", [
-    ["train", "--preset", "smoke", "--config", "{f}/unknown_key.toml"],
+    pytest.param(["train", "--preset", "smoke", "--config", "{f}/unknown_key.toml"],
+                 marks=pytest.mark.slow),
     ["evaluate", "{f}/run_truncated"],
 ], ids=["train-toml", "evaluate-ckpt"])
 def test_cli_subprocess_exit_2(argv, files, tmp_path):
