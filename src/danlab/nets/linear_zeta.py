@@ -22,6 +22,7 @@ H = I: a stable, smoothing 3D-Var-like start.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -64,14 +65,23 @@ def taper_kernel(nx: int, radius: float, dtype=torch.float64, device=None) -> tu
     return gaspari_cohn(dist / radius), left
 
 
+@functools.lru_cache(maxsize=64)
+def _cached_kernel(nx: int, radius: float, dtype, device) -> tuple[Tensor, int]:
+    return taper_kernel(nx, radius, dtype, device)
+
+
 def apply_taper(v: Tensor, weights: Tensor, left: int) -> Tensor:
-    """rho v for v (..., N_x), rho the circulant matrix of `taper_kernel`: O(N_x * band)."""
+    """rho v for v (..., N_x), rho the circulant matrix of `taper_kernel`: O(N_x * band).
+
+    Every row is a channel of one depthwise (grouped) convolution: on CPU this is linear in N_x
+    where a single-channel conv1d over a large batch is not (benchmarks/bench_b1.py)."""
     nx = v.shape[-1]
     right = weights.shape[-1] - 1 - left
-    flat = v.reshape(-1, 1, nx)
+    flat = v.reshape(1, -1, nx)
+    rows = flat.shape[1]
     padded = F.pad(flat, (left, right), mode="circular") if (left or right) else flat
-    out = F.conv1d(padded, weights.to(v.dtype).reshape(1, 1, -1))
-    return out.reshape(v.shape)
+    kernel = weights.to(v.dtype).reshape(1, 1, -1).expand(rows, 1, -1)
+    return F.conv1d(padded, kernel, groups=rows).reshape(v.shape)
 
 
 def taper_matrix(nx: int, radius: float, dtype=torch.float64, device=None) -> Tensor:
@@ -88,7 +98,7 @@ def localized_product(x: Tensor, zeta: Tensor, radius: float) -> Tensor:
     x: (..., n_cols, N_x) the columns of X as rows; zeta: (..., N_x). radius = 0: X (X^T zeta)."""
     if radius == 0:
         return low_rank_product(x, zeta)
-    weights, left = taper_kernel(x.shape[-1], radius, x.dtype, x.device)
+    weights, left = _cached_kernel(x.shape[-1], float(radius), x.dtype, x.device)
     return (x * apply_taper(x * zeta.unsqueeze(-2), weights, left)).sum(-2)
 
 
