@@ -156,3 +156,19 @@ def test_hypernetwork_registered():
     assert out.shape == (2, 3, 50)
     zeta = torch.randn(5, 40)
     assert torch.allclose(net(torch.randn(5, 40), zeta), zeta)  # obs-only start with alpha
+
+
+def test_diagnostics_jacobian_equals_explicit_covariance():
+    """danlab.diagnostics runs unchanged on the operator; its P^a is rho o X X^T (+ alpha I)."""
+    from danlab.diagnostics.covariance import analysis_covariance
+
+    net = LinearZetaDAN(filters=8, blocks=1, columns=5, loc_radius=3.0).double()
+    _perturb(net, seed=3)
+    xf = 2.35 + 3.63 * torch.randn(3, 40, dtype=F64)
+    with torch.no_grad():
+        p_diag = analysis_covariance(net, xf, "jacobian")
+        p_explicit = net.covariance(xf)
+    assert torch.allclose(p_diag, p_explicit, rtol=0, atol=1e-10)
+    with torch.no_grad():  # Stein regression: exact up to rounding for an operator linear in zeta
+        p_stein = analysis_covariance(net, xf[:1], "stein", n_samples=400)
+    assert torch.allclose(p_stein, p_explicit[:1], atol=1e-8)
