@@ -49,10 +49,10 @@ def eig_gram(Y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Eigendecomposition of G = Y Y^T per trajectory: (lam (B, N) >= 0, V (B, N, N), ok (B,))."""
     G = Y @ Y.transpose(-1, -2)
     ok = torch.isfinite(G).flatten(-2).all(-1)
-    eye = torch.eye(G.shape[-1], dtype=G.dtype, device=G.device)
-    G = torch.where(ok[:, None, None], G, eye)
-    G = 0.5 * (G + G.transpose(-1, -2))
-    lam, V = torch.linalg.eigh(G)
+    if not bool(ok.all()):
+        eye = torch.eye(G.shape[-1], dtype=G.dtype, device=G.device)
+        G = torch.where(ok[:, None, None], G, eye)
+    lam, V = torch.linalg.eigh(G)  # reads the lower triangle only: G need not be symmetrised
     return lam.clamp_min(0.0), V, ok
 
 

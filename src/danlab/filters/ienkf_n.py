@@ -36,9 +36,11 @@ from danlab.errors import check, check_choice, check_int_at_least, check_positiv
 from danlab.filters._ensemble_space import (
     centre,
     eig_gram,
+    from_eig,
     hyperprior_coeffs,
     normalised_obs,
     sym_fun,
+    to_eig,
     zeta_a,
 )
 from danlab.filters.base import EnsembleFilter
@@ -104,37 +106,46 @@ class IEnKFN(EnsembleFilter):
         x0, X0 = centre(E0)
         eye = torch.eye(n, dtype=E0.dtype, device=E0.device).expand(b, n, n)
         w = E0.new_zeros(b, n)
-        T, Tinv = eye.clone(), eye.clone()
+        T, Tinv = eye, eye
         ok_all = torch.ones(b, dtype=torch.bool, device=E0.device)
         iters = torch.zeros(b, dtype=torch.long, device=E0.device)
-        idx = torch.arange(b, device=E0.device)  # trajectories still iterating
+        idx = None  # rows still iterating; None = all rows (no gather/scatter needed)
         for it in range(self.max_iter):
+            def sub(t, idx=idx):
+                return t if idx is None else t[idx]
+
             if it == 0 and eps == 1.0:
                 E = Ef
             else:
-                Ein = x0[idx].unsqueeze(-2) + (w[idx].unsqueeze(-2) + eps * T[idx]) @ X0[idx]
+                Ein = sub(x0).unsqueeze(-2) + (sub(w).unsqueeze(-2) + eps * sub(T)) @ sub(X0)
                 E = model.forecast(Ein, dt)
             if eps != 1.0:
                 mu_e, A_e = centre(E)
                 E = mu_e.unsqueeze(-2) + A_e / eps
-            _, Y, dy = normalised_obs(E, y[idx], mask[idx], sigma)
-            Y0 = Tinv[idx] @ Y
+            _, Y, dy = normalised_obs(E, sub(y), sub(mask), sigma)
+            Y0 = Y if it == 0 else sub(Tinv) @ Y
             lam, V, ok = eig_gram(Y0)
-            wi = w[idx]
+            wi = sub(w)
             za = self._za(lam, wi)
             d = lam + za.unsqueeze(-1)
             grad = (Y0 @ dy.unsqueeze(-1)).squeeze(-1) - za.unsqueeze(-1) * wi
-            step = (sym_fun(V, 1.0 / d) @ grad.unsqueeze(-1)).squeeze(-1)
-            T[idx] = sym_fun(V, math.sqrt(n1) * d.rsqrt())
-            Tinv[idx] = sym_fun(V, d.sqrt() / math.sqrt(n1))
-            w[idx] = wi + step
-            ok_all[idx] = ok_all[idx] & ok
-            iters[idx] = it + 1
-            if it + 1 == self.max_iter:
-                break
+            step = from_eig(V, to_eig(V, grad) / d)
+            T_new = sym_fun(V, math.sqrt(n1) * d.rsqrt())
+            Tinv_new = sym_fun(V, d.sqrt() / math.sqrt(n1))
+            if idx is None:
+                T, Tinv, w = T_new, Tinv_new, wi + step
+                ok_all = ok_all & ok
+                iters = iters + 1
+            else:
+                T, Tinv, w = T.clone(), Tinv.clone(), w.clone()
+                T[idx], Tinv[idx], w[idx] = T_new, Tinv_new, wi + step
+                ok_all[idx] = ok_all[idx] & ok
+                iters[idx] = it + 1
+            if it + 1 == self.max_iter or self.tol == 0.0:
+                continue
             keep = ~((step * step).mean(-1) < self.tol**2)
             if not bool(keep.all()):
-                idx = idx[keep]
+                idx = (torch.nonzero(keep).squeeze(-1) if idx is None else idx[keep])
                 if idx.numel() == 0:
                     break
         self.last_iterations = iters
