@@ -35,9 +35,9 @@ COMMON = ["--states", "6", "--cycles", "30", "--spinup", "10", "--trajectories",
 
 @pytest.mark.parametrize("kind,extra", [
     ("covariance", ["--method", "stein", "--samples", "16"]),
-    ("marginal-gain", ["--method", "autodiff", "--shifts", "all"]),
+    ("marginal-gain", ["--method", "autodiff", "--shifts", "all", "--nx", "10"]),
     ("nonlinearity", ["--dt", "0.05,0.1", "--lambdas", "0.5,1,2"]),
-    ("innovations", ["--bins", "11"]),
+    ("innovations", ["--bins", "11", "--obs", "random-half"]),
     ("compare-enkf", ["--members", "8", "--every", "10", "--k", "3"]),
 ])
 def test_cli_writes_netcdf_and_figures(run_dir, tmp_path, capsys, kind, extra):
@@ -56,6 +56,7 @@ def test_cli_writes_netcdf_and_figures(run_dir, tmp_path, capsys, kind, extra):
         assert len(summary["curves"]) == 2
     if kind == "marginal-gain":
         assert len(summary["panels"]) == 2 and "omega_1" in names
+        assert summary["panels"][0]["nx"] == 10
 
 
 @pytest.mark.parametrize("argv,msg", [

@@ -52,6 +52,10 @@ def register(sub) -> None:
     p.add_argument("--members", type=int, default=40, help="compare-enkf: EnKF-N members")
     p.add_argument("--every", type=int, default=10, help="compare-enkf: sample every n cycles")
     p.add_argument("--k", type=int, default=10, help="compare-enkf: dominant eigenspace size")
+    p.add_argument("--nx", type=int, default=None, help="evaluate at this N_x instead of the "
+                   "run's (the circular CNN does not depend on N_x)")
+    p.add_argument("--obs", default=None, help="evaluate with this observation configuration "
+                   "instead of the run's")
     p.add_argument("--seed", type=int, default=2_000_003, help="seed of states and samples")
     add_device_options(p)
     p.set_defaults(func=run)
@@ -80,11 +84,16 @@ def run(args) -> int:
     return 0
 
 
-def _load(run_dir, device, dtype):
+def _load(run_dir, device, dtype, args):
     from danlab.train import load
 
     op = load(run_dir, dtype=dtype, device=str(device))
-    return op, op.config
+    cfg = op.config
+    if args.nx is not None:
+        cfg = cfg.replace(nx=args.nx)
+    if args.obs is not None:
+        cfg = cfg.replace(obs=args.obs)
+    return op, cfg
 
 
 def _label(cfg) -> str:
@@ -117,7 +126,7 @@ def _covariance(args, device, dtype):
     from danlab.diagnostics import analysis_covariance
     from danlab.diagnostics.plots import plot_covariance
 
-    op, cfg = _load(args.run_dir[0], device, dtype)
+    op, cfg = _load(args.run_dir[0], device, dtype, args)
     method = args.method or "jacobian"
     x = attractor_trajectory(cfg, args.states, args.seed, dtype, device)
     gen = torch.Generator().manual_seed(args.seed)
@@ -145,7 +154,7 @@ def _marginal_gain(args, device, dtype):
     shifts = "all" if args.shifts == "all" else _int(args.shifts, "shifts")
     data, attrs, panels = {}, {"method": method, "panels": len(args.run_dir)}, []
     for k, run_dir in enumerate(args.run_dir):
-        op, cfg = _load(run_dir, device, dtype)
+        op, cfg = _load(run_dir, device, dtype, args)
         x = attractor_trajectory(cfg, args.states, args.seed, dtype, device)
         res = mean_marginal_gain(
             op, x, args.r, method, full=args.full, shifts=shifts, n_samples=args.samples,
@@ -190,7 +199,7 @@ def _runs_and_dts(args, device, dtype):
     """(operator, config, dt) for each run, at its own dt or at each of --dt."""
     items = []
     for run_dir in args.run_dir:
-        op, cfg = _load(run_dir, device, dtype)
+        op, cfg = _load(run_dir, device, dtype, args)
         for dt in (_floats(args.dt) if args.dt else [cfg.dt]):
             items.append((op, cfg, dt))
     return items
@@ -259,7 +268,7 @@ def _compare(args, device, dtype):
     from danlab.diagnostics import compare_with_enkf
     from danlab.diagnostics.plots import plot_compare
 
-    op, cfg = _load(args.run_dir[0], device, dtype)
+    op, cfg = _load(args.run_dir[0], device, dtype, args)
     res = compare_with_enkf(op, None, cfg.nx, cfg.dt, cfg.obs, cfg.sigma, args.members,
                             args.cycles, args.spinup, args.every, args.k, 1, args.seed,
                             cfg.forcing, cfg.inner_dt, dtype)
