@@ -101,11 +101,13 @@ def test_sparse_mask_equals_reduced_problem():
         np.testing.assert_allclose(Ea[i].numpy(), mu + w @ A + T @ A, atol=1e-10)
 
 
-def test_unobserved_trajectory_keeps_its_mean():
+def test_unobserved_trajectory_is_left_alone():
+    """N_y = 0: the mode-corrected Jeffreys and the Dirac-Jeffreys priors both give l1 = 1, so
+    the ensemble is unchanged (not only its mean)."""
     E, y, mask = _ensemble()
-    for filt in (EnKFN(12), ETKF(12)):
+    for filt in (EnKFN(12), EnKFN(12, dirac=True), EnKFN(12, dual=True), ETKF(12)):
         Ea = filt.analysis(E, y, mask, 1.0)
-        torch.testing.assert_close(Ea[1].mean(0), E[1].mean(0), rtol=0, atol=1e-12)
+        torch.testing.assert_close(Ea[1], E[1], rtol=0, atol=1e-12)
 
 
 def test_non_finite_trajectory_gives_nan_without_exception():
