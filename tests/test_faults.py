@@ -430,9 +430,8 @@ def test_filters_are_deterministic_run_to_run():
     model = Lorenz96()
     results = []
     for _ in range(2):
-        twin = make_twin(model, ObservationConfig("random", 1.0), 40, 0.05, 2, 30, seed=8)
-        for method in ("enkf-n", "ienkf-n"):
-            r = run_filter(make_filter(method, members=10), twin, model, spinup=5, seed=3,
-                           keep_analyses=True)
-            results.append(r.analyses)
-    assert torch.equal(results[0], results[2]) and torch.equal(results[1], results[3])
+        twin = make_twin(model, ObservationConfig("random", 1.0), 40, 0.05, 2, 20, seed=8)
+        r = run_filter(make_filter("enkf-n", members=10), twin, model, spinup=5, seed=3,
+                       keep_analyses=True)
+        results.append(r.analyses)
+    assert torch.equal(results[0], results[1])
