@@ -435,3 +435,13 @@ def test_filters_are_deterministic_run_to_run():
                        keep_analyses=True)
         results.append(r.analyses)
     assert torch.equal(results[0], results[1])
+
+
+def test_cli_train_out_under_a_file(tmp_path, capsys):
+    """`train --out` below a regular file: one line, exit 2, the file untouched."""
+    (tmp_path / "f").write_text("x\n")
+    rc = main(["train", *FAST_ARGS, "--max-steps", "2", "--device", "cpu", "--no-progress",
+               "--out", str(tmp_path / "f" / "run")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "cannot write" in err and "Traceback" not in err, err
+    assert (tmp_path / "f").read_text() == "x\n"

@@ -106,7 +106,6 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
                 xa = final(cycle(DANFilter(net), xa, model, cfg.dt, stream, cfg.sigma), xa)
             truth = stream.truth
         perm = torch.randperm(n_train, generator=perm_gen)
-        out.mkdir(parents=True, exist_ok=True)
         io.write_text(out / "config.toml", to_toml(cfg))
         (out / "metrics.jsonl").unlink(missing_ok=True)
 
