@@ -42,7 +42,8 @@ class TrainConfig:
     lr_min: float = 5e-5
     clip: float = 1.0
     patience: int = 0              # early stop after this many epochs without improvement; 0 = off
-    val_cycles: int = 64           # cycles per validation pass
+    val_cycles: int = 32           # cycles per validation pass (the second half is scored)
+    val_trajectories: int = 256    # validation trajectories cycled each epoch (<= 10% of n_r)
     seed: int = 0
     dtype: str = "float32"
     compile: bool = False
@@ -97,6 +98,7 @@ def validate(c: TrainConfig) -> None:
     check_choice("activation", c.activation, ("gelu", "relu", "tanh", "silu"))
     check_choice("dtype", c.dtype, ("float32", "float64"))
     for name in ("filters", "blocks", "columns", "n_iter", "epochs", "val_cycles",
+                 "val_trajectories",
                  "test_trajectories"):
         pos_int(name)
     for name in ("max_steps", "patience", "warmup_cycles", "seed", "test_seed", "test_spinup"):

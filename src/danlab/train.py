@@ -118,9 +118,10 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
             xa=xa.cpu(), perm=perm, state=dict(state)))
 
     def validate() -> float:
-        """Cycle the validation trajectories val_cycles further; RMSE over the second half."""
+        """Cycle (up to val_trajectories of) the validation trajectories val_cycles further;
+        RMSE over the second half. Kept small: it is overhead on every epoch."""
         nonlocal truth, xa
-        v = slice(n_train, cfg.n_r)
+        v = slice(n_train, n_train + min(n_val, cfg.val_trajectories))
         stream = ObservationStream(model, obs, truth[v], cfg.dt, gen, cfg.val_cycles)
         sq, count = 0.0, 0
         x = xa[v]
