@@ -85,8 +85,10 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
         if not ckpt_path.exists():
             raise DanlabError(f"--resume: no {CHECKPOINT} in {str(out)!r} to resume from")
         ck = load_checkpoint(ckpt_path, _RESUME_KEYS)
-        if ck["config"] != cfg.to_dict():
-            diff = [k for k, v in cfg.to_dict().items() if ck["config"].get(k) != v]
+        # fields added to TrainConfig after the run was written take their defaults
+        saved = {**cfg.__class__().to_dict(), **ck["config"]}
+        if saved != cfg.to_dict():
+            diff = [k for k, v in cfg.to_dict().items() if saved.get(k) != v]
             raise DanlabError(f"--resume: the config differs from the checkpoint's in {diff}")
         net.load_state_dict(ck["weights"])
         opt.load_state_dict(ck["optimizer"])
