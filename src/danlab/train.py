@@ -36,9 +36,14 @@ def _dtype(cfg: TrainConfig) -> torch.dtype:
     return torch.float64 if cfg.dtype == "float64" else torch.float32
 
 
-def _lr_factor(cfg: TrainConfig, step: int, total: int) -> float:
-    """Cosine decay from lr to lr_min over `total` steps (step-based, so resumable exactly)."""
-    t = min(step / max(total, 1), 1.0)
+def _lr_factor(cfg: TrainConfig, step: int, total: int, elapsed: float = 0.0) -> float:
+    """Cosine decay from lr to lr_min over the run: over `total` steps or, when a time budget
+    binds first, over the budget, so a run of fixed wall time ends annealed on any machine.
+    (Only step-bound runs are bit-reproducible and resume exactly.)"""
+    t = step / max(total, 1)
+    if cfg.time_budget:
+        t = max(t, elapsed / cfg.time_budget)
+    t = min(t, 1.0)
     return (cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * t))) / cfg.lr
 
 
@@ -161,7 +166,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
             if inject_nan_at is not None and state["step"] == inject_nan_at:
                 loss = loss * float("nan")
             for group in opt.param_groups:
-                group["lr"] = cfg.lr * state["lr_scale"] * _lr_factor(cfg, state["step"], n_total)
+                group["lr"] = cfg.lr * state["lr_scale"] * _lr_factor(
+                    cfg, state["step"], n_total, time.perf_counter() - start)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             gnorm = torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip)
