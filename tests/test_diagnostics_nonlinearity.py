@@ -36,6 +36,8 @@ def test_ratio_is_lambda_for_linear_and_steeper_for_cubic():
     cub = nonlinearity_ratio(cubic_op, x, z, lam)
     assert abs(float(cub.ratio[1]) - 1.0) < 1e-12
     assert float(cub.ratio[3]) > 20.0 and float(cub.ratio[0]) < 0.11
+    plain = nonlinearity_ratio(linear_op, x, z, lam, standardise=False)
+    assert torch.allclose(plain.ratio, torch.tensor(lam, dtype=F64), atol=1e-10)
 
 
 def test_ratio_bad_input():

@@ -43,6 +43,10 @@ def register(sub) -> None:
                    "(default each for one run, common for several)")
     p.add_argument("--lambdas", default="0.1,0.2,0.5,1,2,5,10,20",
                    help="nonlinearity: comma-separated lambda values")
+    p.add_argument("--rtol", type=float, default=1e-8, help="nonlinearity: relative cut-off "
+                   "of the singular values of P^a in its pseudo-inverse")
+    p.add_argument("--no-standardise", action="store_true",
+                   help="nonlinearity: Euclidean ratio, without P^a(x)^-1")
     p.add_argument("--dt", default=None, help="comma-separated dt values to run each DAN at "
                    "(nonlinearity, innovations; default: each run's own dt)")
     p.add_argument("--cycles", type=int, default=600, help="DA cycles per run")
@@ -52,8 +56,8 @@ def register(sub) -> None:
     p.add_argument("--members", type=int, default=40, help="compare-enkf: EnKF-N members")
     p.add_argument("--every", type=int, default=10, help="compare-enkf: sample every n cycles")
     p.add_argument("--k", type=int, default=10, help="compare-enkf: dominant eigenspace size")
-    p.add_argument("--nx", type=int, default=None, help="evaluate at this N_x instead of the "
-                   "run's (the circular CNN does not depend on N_x)")
+    p.add_argument("--nx", default=None, help="evaluate at this N_x instead of the run's (the "
+                   "circular CNN does not depend on N_x); comma-separated: one per run")
     p.add_argument("--obs", default=None, help="evaluate with this observation configuration "
                    "instead of the run's")
     p.add_argument("--seed", type=int, default=2_000_003, help="seed of states and samples")
@@ -84,13 +88,24 @@ def run(args) -> int:
     return 0
 
 
-def _load(run_dir, device, dtype, args):
+def _nx_for(args, k: int):
+    if args.nx is None:
+        return None
+    vals = [_int(v, "nx") for v in args.nx.split(",")]
+    check(len(vals) in (1, len(args.run_dir)),
+          f"--nx has {len(vals)} values for {len(args.run_dir)} run directories: give one or "
+          "one per run")
+    return vals[0] if len(vals) == 1 else vals[k]
+
+
+def _load(run_dir, device, dtype, args, k: int = 0):
     from danlab.train import load
 
     op = load(run_dir, dtype=dtype, device=str(device))
     cfg = op.config
-    if args.nx is not None:
-        cfg = cfg.replace(nx=args.nx)
+    nx = _nx_for(args, k)
+    if nx is not None:
+        cfg = cfg.replace(nx=nx)
     if args.obs is not None:
         cfg = cfg.replace(obs=args.obs)
     return op, cfg
@@ -154,7 +169,7 @@ def _marginal_gain(args, device, dtype):
     shifts = "all" if args.shifts == "all" else _int(args.shifts, "shifts")
     data, attrs, panels = {}, {"method": method, "panels": len(args.run_dir)}, []
     for k, run_dir in enumerate(args.run_dir):
-        op, cfg = _load(run_dir, device, dtype, args)
+        op, cfg = _load(run_dir, device, dtype, args, k)
         x = attractor_trajectory(cfg, args.states, args.seed, dtype, device)
         res = mean_marginal_gain(
             op, x, args.r, method, full=args.full, shifts=shifts, n_samples=args.samples,
@@ -198,8 +213,8 @@ def _int(text, name):
 def _runs_and_dts(args, device, dtype):
     """(operator, config, dt) for each run, at its own dt or at each of --dt."""
     items = []
-    for run_dir in args.run_dir:
-        op, cfg = _load(run_dir, device, dtype, args)
+    for k, run_dir in enumerate(args.run_dir):
+        op, cfg = _load(run_dir, device, dtype, args, k)
         for dt in (_floats(args.dt) if args.dt else [cfg.dt]):
             items.append((op, cfg, dt))
     return items
@@ -226,7 +241,8 @@ def _nonlinearity(args, device, dtype):
     for op, cfg, dt in _runs_and_dts(args, device, dtype):
         s = _samples(op, cfg, dt, args, dtype)
         pick = torch.randperm(s.xf.shape[0], generator=gen)[:args.states]
-        res = nonlinearity_ratio(op, s.xf[pick], s.zeta[pick], lambdas)
+        res = nonlinearity_ratio(op, s.xf[pick], s.zeta[pick], lambdas, rtol=args.rtol,
+                                 standardise=not args.no_standardise)
         rows.append((res.ratio.numpy(), res.stderr.numpy()))
         dts.append(dt)
         curves.append({"dt": dt, "nx": cfg.nx, "da_rmse": s.rmse, "pairs": res.n_samples,

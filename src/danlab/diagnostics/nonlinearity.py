@@ -86,13 +86,16 @@ class NonlinearityRatio:
 
 def nonlinearity_ratio(
     a: Operator, xs: Tensor, zetas: Tensor, lambdas, *, pa: Tensor | None = None,
-    rtol: float = 1e-8, max_elements: int | None = None,
+    rtol: float = 1e-8, standardise: bool = True, max_elements: int | None = None,
 ) -> NonlinearityRatio:
     """r(lambda) = E ||P^a(x)^+ (a(x, lambda zeta) - a(x, 0))|| / ||P^a(x)^+ (a(x, zeta) -
     a(x, 0))|| over pairs (x, zeta) (rows of xs, zetas (K, N_x)), P^a(x) the Jacobian at
     zeta = 0 (or `pa` (K, N_x, N_x) if given), applied through its pseudo-inverse (singular
     values below rtol * max dropped) for stability. Pairs with zeta = 0 are skipped.
-    For an operator linear in zeta, r(lambda) = lambda."""
+    For an operator linear in zeta, r(lambda) = lambda. Caution: a trained DAN's P^a(x) can
+    be ill-conditioned (condition numbers ~1e3 seen), and P^a+ then amplifies the small
+    nonlinear residual along weak directions; raise rtol to truncate them, or
+    standardise=False for the plain Euclidean ratio."""
     x, _ = as_states(xs, "xs")
     z, _ = as_states(zetas, "zetas")
     check(x.shape == z.shape, f"xs and zetas must have the same shape, got {tuple(x.shape)} "
@@ -104,8 +107,11 @@ def nonlinearity_ratio(
     keep = z.abs().amax(-1) > 0
     check(bool(keep.any()), "every zeta is zero: r(lambda) is undefined")
     x, z = x[keep], z[keep]
-    p = analysis_covariance(a, x, max_elements=max_elements) if pa is None else pa[keep]
-    pinv = torch.linalg.pinv(p, rtol=rtol)
+    if standardise:
+        p = analysis_covariance(a, x, max_elements=max_elements) if pa is None else pa[keep]
+        pinv = torch.linalg.pinv(p, rtol=rtol)
+    else:
+        pinv = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device).expand(x.shape[0], -1, -1)
     chunk = rows_per_call(x.shape[-1], max_elements)
 
     def std_incr(scale):

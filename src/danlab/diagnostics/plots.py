@@ -21,7 +21,7 @@ def plot_omega(ds, scale: str = "each"):
     n = int(ds.attrs["panels"])
     mats = [np.asarray(ds[f"omega_{k}"]) for k in range(n)]
     common = max(float(np.abs(m).max()) for m in mats) or 1.0
-    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 3.9), squeeze=False, layout="constrained")
     im = None
     for k, (ax, m) in enumerate(zip(axes[0], mats)):
         norm = common if scale == "common" else (float(np.abs(m).max()) or 1.0)
