@@ -63,11 +63,13 @@ class Stop(Exception):
 
 def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: str = "cpu",
           progress: bool = True, log=print, inject_nan_at: int | None = None,
-          stop_at: int | None = None, snapshots: tuple[float, ...] = ()) -> dict:
+          stop_at: int | None = None, snapshots: tuple[float, ...] = (),
+          snapshot_steps: tuple[int, ...] = ()) -> dict:
     """Train, checkpointing every epoch into out_dir; returns the summary also written to
     out_dir/results.json. `inject_nan_at` poisons that step's loss and `stop_at` interrupts
     the run at that step as SIGINT would (both for fault tests). `snapshots` (seconds of
-    training) saves the weights at those times as snapshots/t<seconds>.pt, for learning curves."""
+    training) saves the weights at those times as snapshots/t<seconds>.pt, `snapshot_steps` at
+    those steps as snapshots/step<n>.pt, for learning curves."""
     out = Path(out_dir)
     dev = torch.device(device)
     dtype = _dtype(cfg)
@@ -192,6 +194,10 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
             elapsed = time.perf_counter() - start
             for t_snap in [t for t in snapshots if state["seconds"] < t <= elapsed]:
                 io.save_torch(out / "snapshots" / f"t{int(t_snap)}.pt",
+                              dict(config=cfg.to_dict(), weights=net.state_dict(),
+                                   step=state["step"], seconds=elapsed))
+            if state["step"] in snapshot_steps:
+                io.save_torch(out / "snapshots" / f"step{state['step']}.pt",
                               dict(config=cfg.to_dict(), weights=net.state_dict(),
                                    step=state["step"], seconds=elapsed))
             state["seconds"] = elapsed

@@ -59,6 +59,8 @@ def register(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--snapshots", default="",
                    help="comma-separated training times (s) at which to keep the weights")
+    p.add_argument("--snapshot-steps", default="",
+                   help="comma-separated steps at which to keep the weights")
     add_config_options(p)
     p.set_defaults(func=run)
 
@@ -68,6 +70,7 @@ def run(args) -> int:
 
     cfg = config_from_args(args)
     snapshots = _parse_snapshots(args.snapshots)
+    snapshot_steps = tuple(int(t) for t in _parse_snapshots(args.snapshot_steps))
     device = resolve_device(args.device)
     out = Path(args.out or f"runs/{args.preset or 'custom'}")
     if not args.resume and (out / "checkpoint.pt").exists():
@@ -78,7 +81,7 @@ def run(args) -> int:
     try:
         summary = train(cfg, out, resume=args.resume, device=str(device),
                         progress=not (args.no_progress or args.json), log=log,
-                        snapshots=snapshots)
+                        snapshots=snapshots, snapshot_steps=snapshot_steps)
     except Stop:
         return 130
     if args.json:
