@@ -45,10 +45,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def build_twin(args, device, dtype):
-    """The twin experiment named by the common options (identical for every method)."""
-    from danlab import Lorenz96, ObservationConfig, make_twin
-
+def check_twin_options(args) -> None:
     check_int_at_least("nx", args.nx, 4)
     check_positive("dt", args.dt)
     check_int_at_least("trajectories", args.trajectories, 1)
@@ -56,6 +53,13 @@ def build_twin(args, device, dtype):
     check(args.cycles > args.spinup,
           f"cycles={args.cycles} is not allowed: it must exceed spinup={args.spinup}")
     check_int_at_least("seed", args.seed, 0)
+
+
+def build_twin(args, device, dtype):
+    """The twin experiment named by the common options (identical for every method)."""
+    from danlab import Lorenz96, ObservationConfig, make_twin
+
+    check_twin_options(args)
     model = Lorenz96(args.forcing, args.inner_dt)
     obs = ObservationConfig(args.obs, args.sigma)
     return model, make_twin(model, obs, args.nx, args.dt, args.trajectories, args.cycles,

@@ -19,16 +19,11 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from danlab import Lorenz96, ObservationConfig
-    from danlab.cli.baseline import build_twin  # noqa: F401  (validates the same options)
-    from danlab.errors import DanlabError, check, check_int_at_least, check_positive
+    from danlab.cli.baseline import check_twin_options
+    from danlab.errors import DanlabError
     from danlab.filters.var3d import DEFAULT_SCALES, tune_3dvar
 
-    check_int_at_least("nx", args.nx, 4)
-    check_positive("dt", args.dt)
-    check_int_at_least("trajectories", args.trajectories, 1)
-    check_int_at_least("spinup", args.spinup, 0)
-    check(args.cycles > args.spinup,
-          f"cycles={args.cycles} is not allowed: it must exceed spinup={args.spinup}")
+    check_twin_options(args)
     try:
         scales = (tuple(float(s) for s in args.scales.split(",")) if args.scales
                   else DEFAULT_SCALES)

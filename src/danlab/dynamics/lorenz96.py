@@ -70,7 +70,8 @@ class Lorenz96:
 
     def forecast_tangent(self, x: Tensor, dx: Tensor, dt: float) -> tuple[Tensor, Tensor]:
         """Same as `tangent_linear`, by RK4 on the pair (x, dx): exact for the discrete scheme
-        and several times cheaper than jvp on small batches."""
+        and several times cheaper than jvp on small batches. x broadcasts against dx, so
+        x (B, 1, N_x) carries n tangent rows dx (B, n, N_x) at the cost of one primal."""
         n = self.n_steps(dt)
         h = dt / n
         f, df = self.tendency, self.tangent_tendency
