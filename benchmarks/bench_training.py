@@ -28,6 +28,17 @@ def sync(device):
         torch.cuda.synchronize()
 
 
+def seconds_per_call(fn, repeats, device):
+    """Mean seconds of fn() over `repeats` calls, after one warm-up call."""
+    fn()
+    sync(device)
+    t = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    sync(device)
+    return (time.perf_counter() - t) / repeats
+
+
 def training_throughput(name, device, steps, max_batch):
     cfg = preset(name)
     s_b = min(cfg.s_b, max_batch)
@@ -51,13 +62,7 @@ def training_throughput(name, device, steps, max_batch):
         opt.step()
         xa, truth = x.detach(), stream.truth
 
-    step()
-    sync(device)
-    t = time.perf_counter()
-    for _ in range(steps):
-        step()
-    sync(device)
-    sec = (time.perf_counter() - t) / steps
+    sec = seconds_per_call(step, steps, device)
     params = sum(p.numel() for p in net.parameters())
     return dict(preset=name, filters=cfg.filters, blocks=cfg.blocks, params=params, s_b=s_b,
                 n_iter=cfg.n_iter, step_ms=1e3 * sec, throughput=s_b * cfg.n_iter / sec)
@@ -74,13 +79,7 @@ def cycle_costs(device, batch, members, repeats):
     enkf = make_filter("enkf-n", members=members)
 
     def timeit(fn):
-        fn()
-        sync(device)
-        t = time.perf_counter()
-        for _ in range(repeats):
-            fn()
-        sync(device)
-        return (time.perf_counter() - t) / repeats / batch
+        return seconds_per_call(fn, repeats, device) / batch
 
     with torch.no_grad():
         return dict(
