@@ -9,7 +9,8 @@ from danlab.cli import main
 TWIN = ["--trajectories", "2", "--cycles", "60", "--spinup", "20", "--device", "cpu"]
 
 
-@pytest.mark.parametrize("method", ["enkf-n", "ienkf-n", "3dvar", "etkf", "obs-only", "free"])
+@pytest.mark.parametrize("method", ["enkf-n", "ienkf-n", "3dvar", "etkf", "sakov-a1", "sakov-a2",
+                                    "obs-only", "free"])
 def test_baseline_json(method, capsys, tmp_path):
     assert main(["baseline", "--method", method, "--members", "10", *TWIN, "--json",
                  "--out", str(tmp_path)]) == 0
@@ -67,8 +68,35 @@ def test_quickstart_tiny(tmp_path):
         assert (tmp_path / f"{name}.png").exists() and (tmp_path / f"{name}.pdf").exists()
 
 
+def test_cli_methods_match_the_registry():
+    from danlab.cli.baseline import METHODS as CLI_METHODS
+    from danlab.filters import METHODS
+
+    assert CLI_METHODS == METHODS
+
+
+def test_tune_sakov_picks_the_best_scale(capsys):
+    assert main(["tune-sakov", "--algorithm", "a1", "--scales", "0.03,3", "--trajectories", "2",
+                 "--cycles", "80", "--spinup", "20", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    table = {row["scale"]: row["rmse"] for row in out["table"]}
+    assert out["steps"] == 5 and set(table) == {0.03, 3.0}
+    assert out["best_scale"] == min(table, key=table.get)
+    assert table[0.03] < 0.45 < table[3.0]  # tuned scale tracks; an inflated P^f trusts y more
+
+
+@pytest.mark.parametrize("argv", [["--algorithm", "A3"], ["--scales", "0.1,x"],
+                                  ["--scales", "0.1,-1"], ["--steps", "0"]])
+def test_tune_sakov_bad_input(argv, capsys):
+    assert main(["tune-sakov", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("danlab: error:") and "\n" not in err
+
+
 @pytest.mark.parametrize("argv", [
     ["baseline", "--method", "kalman"],
+    ["baseline", "--method", "sakov-a1", "--steps", "0"],
+    ["baseline", "--method", "sakov-a2", "--scale", "-1"],
     ["baseline", "--method", "enkf-n", "--nx", "3"],
     ["baseline", "--method", "enkf-n", "--dt", "0"],
     ["baseline", "--method", "enkf-n", "--members", "1"],

@@ -8,7 +8,8 @@ from pathlib import Path
 from danlab.cli._common import add_device_options, print_json, resolve_device, resolve_dtype
 from danlab.errors import check, check_int_at_least, check_positive
 
-METHODS = ("enkf-n", "ienkf-n", "3dvar", "etkf", "obs-only", "free")
+# kept in step with danlab.filters.METHODS (tested) without importing torch at parse time
+METHODS = ("enkf-n", "ienkf-n", "3dvar", "etkf", "sakov-a1", "sakov-a2", "obs-only", "free")
 
 
 def add_twin_options(p, cycles: int = 1500, spinup: int = 500, trajectories: int = 8,
@@ -35,6 +36,7 @@ def register(sub) -> None:
                    help="3D-Var: scale of the climatological B (default: the value tuned at "
                         "dt=0.05; `danlab tune-3dvar` tunes it for other settings)")
     p.add_argument("--dirac", action="store_true", help="EnKF-N/IEnKF-N: Dirac-Jeffreys variant")
+    add_sakov_options(p)
     add_twin_options(p)
     p.add_argument("--obs-file", default=None,
                    help="netCDF of your own y, mask (cycle, trajectory, site), attrs sigma, dt")
@@ -43,6 +45,27 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--progress", action="store_true", help="show a progress bar")
     p.set_defaults(func=run)
+
+
+def add_sakov_options(p) -> None:
+    p.add_argument("--steps", type=int, default=None,
+                   help="Sakov A1/A2: analysis steps T backtracked (default: A1 5, A2 10; keep "
+                        "T <~ 20 at dt=0.05, docs/linear_zeta.md)")
+    p.add_argument("--eps", type=float, default=1.0, help="Sakov A1/A2: initial spread eps")
+    p.add_argument("--scale", type=float, default=None,
+                   help="Sakov A1/A2: multiplicative scale of P^f (default: tuned at dt=0.05, "
+                        "A1 0.03 with T=5, A2 0.5 with T=10; `danlab tune-sakov` for others)")
+
+
+def sakov_options(args) -> dict:
+    """SakovFilter options; the defaults are those tuned at dt=0.05 (docs/linear_zeta.md)."""
+    a1 = args.method == "sakov-a1"
+    steps = (5 if a1 else 10) if args.steps is None else args.steps
+    scale = (0.03 if a1 else 0.5) if args.scale is None else args.scale
+    check_int_at_least("steps", steps, 1)
+    check_positive("eps", args.eps)
+    check_positive("scale", scale)
+    return dict(steps=steps, eps=args.eps, scale=scale)
 
 
 def check_twin_options(args) -> None:
@@ -76,6 +99,8 @@ def run(args) -> int:
     device, dtype = resolve_device(args.device), resolve_dtype(args.dtype)
     options = {"enkf-n": dict(dirac=args.dirac), "ienkf-n": dict(dirac=args.dirac),
                "etkf": dict(inflation=args.inflation)}.get(args.method, {})
+    if args.method.startswith("sakov-"):
+        options = sakov_options(args)
     t0 = time.perf_counter()
     if args.obs_file:
         model = Lorenz96(args.forcing, args.inner_dt)

@@ -11,15 +11,15 @@ from danlab.filters.enkf_n import EnKFN
 from danlab.filters.etkf import ETKF
 from danlab.filters.ienkf_n import IEnKFN
 from danlab.filters.reference import FreeRun, ObservationOnly
-from danlab.filters.sakov import SakovFilter, tune_sakov  # noqa: F401
+from danlab.filters.sakov import SakovFilter, tune_sakov
 from danlab.filters.var3d import DEFAULT_SCALE, Var3D, climatological_covariance, tune_3dvar
 
-METHODS = ("enkf-n", "ienkf-n", "3dvar", "etkf", "obs-only", "free")
+METHODS = ("enkf-n", "ienkf-n", "3dvar", "etkf", "sakov-a1", "sakov-a2", "obs-only", "free")
 
 __all__ = [
     "DANFilter", "ETKF", "EnKFN", "EnsembleFilter", "Filter", "FreeRun", "IEnKFN", "METHODS",
-    "ObservationOnly", "SingleStateFilter", "Var3D", "climatological_covariance", "make_filter",
-    "tune_3dvar",
+    "ObservationOnly", "SakovFilter", "SingleStateFilter", "Var3D", "climatological_covariance",
+    "make_filter", "tune_3dvar", "tune_sakov",
 ]
 
 
@@ -32,12 +32,13 @@ def _climatology(forcing: float, nx: int):
 
 
 def make_filter(method: str, members: int = 40, **options) -> Filter:
-    """A filter by its CLI name: enkf-n, ienkf-n, 3dvar, etkf, obs-only or free.
+    """A filter by its CLI name: enkf-n, ienkf-n, 3dvar, etkf, sakov-a1, sakov-a2, obs-only
+    or free.
 
     `options` go to the class (e.g. dirac=True, tol=1e-3, inflation=1.01, init_spread=1.0).
     For 3dvar: B (N_x, N_x), or nx (and forcing, default 8) to use the climatological covariance
     of Lorenz-96 (cached), times `scale` (default: the value tuned at dt=0.05). `members` is
-    ignored by the single-state methods.
+    ignored by the single-state methods. For sakov-a1/a2: steps, eps, scale (SakovFilter).
     """
     try:
         if method == "enkf-n":
@@ -60,6 +61,8 @@ def make_filter(method: str, members: int = 40, **options) -> Filter:
                     raise DanlabError("3dvar needs B or nx: give the background covariance or N_x")
                 B = _climatology(float(forcing), int(nx))
             return Var3D(B, scale)
+        if method in ("sakov-a1", "sakov-a2"):
+            return SakovFilter(method[-2:].upper(), **options)
         if method in ("obs-only", "free"):
             if options:
                 raise DanlabError(f"options {sorted(options)} are not allowed for {method}")
