@@ -25,6 +25,16 @@ def test_training_learns(tmp_path):
         assert (tmp_path / name).exists()
 
 
+def test_bf16_autocast_trains_with_float32_states(tmp_path):
+    cfg = preset("smoke", **{**TINY, "max_steps": 120, "filters": 16, "n_iter": 6},
+                 autocast=True)
+    out = train(cfg, tmp_path, progress=False, log=quiet)
+    assert out["rmse"] < 0.8 and out["rollbacks"] == 0
+    ck = load_checkpoint(tmp_path / CHECKPOINT, ("xa", "weights"))
+    assert ck["xa"].dtype == torch.float32  # the cycled states never drop to bf16
+    assert all(w.dtype == torch.float32 for w in ck["weights"].values() if w.is_floating_point())
+
+
 def test_resume_is_exact_float64(tmp_path):
     cfg = preset("smoke", **TINY, dtype="float64")
     full = train(cfg, tmp_path / "a", progress=False, log=quiet)
@@ -74,3 +84,5 @@ def test_config_validation():
         TrainConfig.from_dict({"n_iter": "8"})
     with pytest.raises(DanlabError, match="kernel"):
         TrainConfig(kernel=4)
+    with pytest.raises(DanlabError, match="autocast"):
+        TrainConfig(autocast=True, dtype="float64")

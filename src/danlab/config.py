@@ -47,6 +47,7 @@ class TrainConfig:
     seed: int = 0
     dtype: str = "float32"
     compile: bool = False
+    autocast: bool = False         # bf16 autocast of the network while training (fp32 weights)
     # evaluation (test RMSE protocol)
     test_trajectories: int = 16
     test_cycles: int = 1500
@@ -103,6 +104,8 @@ def validate(c: TrainConfig) -> None:
         pos_int(name)
     for name in ("max_steps", "patience", "warmup_cycles", "seed", "test_seed", "test_spinup"):
         pos_int(name, 0)
+    check(not (c.autocast and c.dtype != "float32"),
+          f"autocast=true is not allowed with dtype={c.dtype!r}: it needs dtype float32")
     pos_int("kernel")
     check(c.kernel % 2 == 1, f"kernel={c.kernel} is not allowed: it must be odd")
     pos_int("s_b")

@@ -134,7 +134,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
         stream = ObservationStream(model, obs, truth[v], cfg.dt, gen, cfg.val_cycles)
         sq, count = 0.0, 0
         x = xa[v]
-        with torch.no_grad():
+        with torch.no_grad(), _autocast(cfg, dev):
             for k, (x, est) in enumerate(cycle(filt, x, model, cfg.dt, stream, cfg.sigma)):  # noqa: B007,B020,E501
                 if k >= cfg.val_cycles // 2:
                     sq += float(((est - stream.truth) ** 2).mean(-1).sqrt().mean())
@@ -162,8 +162,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
             idx = perm[state["pos"] * cfg.s_b:(state["pos"] + 1) * cfg.s_b].to(dev)
             stream = ObservationStream(model, obs, truth[idx], cfg.dt, gen, cfg.n_iter)
             loss = 0.0
-            for x, est in cycle(filt, xa[idx], model, cfg.dt, stream, cfg.sigma):  # noqa: B007
-                loss = loss + ((est - stream.truth) ** 2).mean()
+            with _autocast(cfg, dev):
+                for x, est in cycle(filt, xa[idx], model, cfg.dt, stream, cfg.sigma):  # noqa: B007
+                    loss = loss + ((est.float() - stream.truth) ** 2).mean()
             loss = loss / cfg.n_iter
             if inject_nan_at is not None and state["step"] == inject_nan_at:
                 loss = loss * float("nan")
@@ -258,6 +259,12 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
                    rollbacks=state["rollbacks"], config=cfg.to_dict())
     io.write_json(out / "results.json", summary)
     return summary
+
+
+def _autocast(cfg: TrainConfig, dev: torch.device):
+    """bf16 autocast: the convolutions run in bfloat16 (AMX / tensor cores), everything else
+    (the model, alpha*zeta, the loss, the weights) in float32."""
+    return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.autocast)
 
 
 def _reset_lost(x, truth, sigma, gen):
