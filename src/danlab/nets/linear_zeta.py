@@ -10,14 +10,16 @@ where rho is the periodic Gaspari-Cohn taper of half-width c = loc_radius sites 
 |d| < 2c), applied as a circular convolution: cost O(n_cols * N_x * band), band = 2*ceil(2c)-1.
 loc_radius = 0 gives the low-rank variant without localisation, X (X^T zeta), cost O(n_cols N_x).
 
-Initialisation (our choice, see docs/linear_zeta.md): the head's weights are zero and its
-bias makes every column of X constant, so the initial P^a = s0 * rho is a state-independent,
-localised covariance (diag s0) and gradients reach the CNN at once (X = 0 would be a saddle).
-With alpha (Eq. 22, cnn.py's convention: alpha starts at sigma^2, x^a = y when H = I) s0 is
-0.01 sigma^2, so the start is the observation-only filter, as for the residual CNN. Without
-alpha, s0 = 0.9 sigma^2 / max_k rho_hat(k) (rho_hat: the taper's spectrum; N_x without
-localisation), so the initial gain s0 rho_hat(k) / sigma^2 <= 0.9 at every wavenumber when
-H = I: a stable, smoothing 3D-Var-like start.
+Initialisation (our choice, see docs/linear_zeta.md): the head's bias makes every column of X
+the same constant, so the initial P^a is about s0 * rho, a stationary localised covariance
+(diag s0), and gradients reach the CNN at once (X = 0 would be a saddle); the head's weights
+keep a small random init, because columns that start identical get identical gradients for ever
+and X X^T stays rank one (the bug behind our first linear-zeta results). With alpha (Eq. 22,
+cnn.py's convention: alpha starts at sigma^2, x^a = y when H = I) s0 is 0.01 sigma^2, so the
+start is the observation-only filter, as for the residual CNN. Without alpha,
+s0 = 0.9 sigma^2 / max_k rho_hat(k) (rho_hat: the taper's spectrum; N_x without localisation),
+so the initial gain s0 rho_hat(k) / sigma^2 is about 0.9 at most when H = I: a stable,
+smoothing 3D-Var-like start.
 """
 
 from __future__ import annotations
@@ -124,6 +126,9 @@ def taper_spectrum_max(nx: int, radius: float) -> float:
     return float(torch.fft.fft(row).real.max())
 
 
+X_VARIANCE = 0.1  # the unit of rho o X X^T, in sigma^2 (see LinearZetaDAN.__init__)
+
+
 class LinearZetaDAN(nn.Module):
     """increment = rho o (X X^T) zeta (+ alpha zeta); X(x^f) from a circular residual CNN."""
 
@@ -149,8 +154,16 @@ class LinearZetaDAN(nn.Module):
             s0 = 0.01 * self.sigma**2
         else:
             s0 = 0.9 * self.sigma**2 / taper_spectrum_max(nx_init, self.loc_radius)
-        nn.init.zeros_(self.head[1].weight)
-        nn.init.constant_(self.head[1].bias, math.sqrt(s0 / columns) / self.sigma)
+        # X = sigma * x_unit * head: the head works at O(1) (x_unit^2 * columns = 0.1, a typical
+        # analysis variance over sigma^2), so an Adam step moves X by a few percent, not by
+        # half of it as when the head had to output X ~ 0.03 directly
+        # a buffer, so checkpoints written before it existed are refused, not misread
+        self.register_buffer("x_unit", torch.tensor(math.sqrt(X_VARIANCE / columns)))
+        # The head's weights keep PyTorch's random init: with zero weights every column would
+        # get the same gradient for ever (X X^T stuck at rank one); the constant bias makes the
+        # start a stationary localised covariance plus a small random state dependence.
+        nn.init.constant_(self.head[1].bias, math.sqrt(s0 / columns) / self.sigma
+                          / float(self.x_unit))
         self.alpha = nn.Parameter(torch.tensor(self.sigma**2)) if alpha else None
 
     def anomalies(self, xf: Tensor) -> Tensor:
@@ -159,7 +172,7 @@ class LinearZetaDAN(nn.Module):
         mean, std = self.clim[0], self.clim[1]
         h = ((xf - mean) / std).reshape(-1, 1, nx)
         h = self.head(self.blocks(self.lift(h)))
-        return (self.sigma * h).reshape(*batch, self.columns, nx)
+        return (self.sigma * self.x_unit * h).reshape(*batch, self.columns, nx)
 
     def covariance(self, xf: Tensor) -> Tensor:
         """The explicit P^a(x^f) = rho o X X^T (+ alpha I): dense, for diagnostics at small N_x."""
