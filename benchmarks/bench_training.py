@@ -1,6 +1,7 @@
 """Training throughput of each preset's network, and one DAN cycle against one EnKF-N cycle.
 
     python benchmarks/bench_training.py [--device cpu|cuda] [--steps 20] [--max-batch 256]
+                                        [--threads N] [--autocast] [--presets cpu,smoke]
 
 Throughput = trajectory-cycles per second, forward + backward through N_iter cycles of the one
 cycle engine, as `danlab train` runs them (S_b capped by --max-batch on a CPU). The cycle cost
@@ -39,7 +40,7 @@ def seconds_per_call(fn, repeats, device):
     return (time.perf_counter() - t) / repeats
 
 
-def training_throughput(name, device, steps, max_batch):
+def training_throughput(name, device, steps, max_batch, autocast=False):
     cfg = preset(name)
     s_b = min(cfg.s_b, max_batch)
     model = Lorenz96(cfg.forcing, cfg.inner_dt)
@@ -55,8 +56,9 @@ def training_throughput(name, device, steps, max_batch):
         nonlocal xa, truth
         stream = ObservationStream(model, obs, truth, cfg.dt, gen, cfg.n_iter)
         loss = 0.0
-        for x, est in cycle(filt, xa, model, cfg.dt, stream, cfg.sigma):  # noqa: B007
-            loss = loss + ((est - stream.truth) ** 2).mean()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            for x, est in cycle(filt, xa, model, cfg.dt, stream, cfg.sigma):  # noqa: B007
+                loss = loss + ((est.float() - stream.truth) ** 2).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -96,13 +98,19 @@ def main():
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--max-batch", type=int, default=256)
     p.add_argument("--batch", type=int, default=64, help="trajectories for the cycle costs")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
+    p.add_argument("--autocast", action="store_true", help="bf16 autocast, as train --autocast")
+    p.add_argument("--presets", default="smoke,cpu,casual,boosted")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"autocast {args.autocast}")
     print("\n| preset | N_f x blocks | params | S_b | N_iter | ms/step | traj-cycles/s |")
     print("|---|---|---|---|---|---|---|")
-    for name in ("smoke", "cpu", "casual", "boosted"):
-        r = training_throughput(name, device, args.steps, args.max_batch)
+    for name in args.presets.split(","):
+        r = training_throughput(name, device, args.steps, args.max_batch, args.autocast)
         print(f"| {r['preset']} | {r['filters']} x {r['blocks']} | {r['params']} | {r['s_b']} | "
               f"{r['n_iter']} | {r['step_ms']:.1f} | {r['throughput']:.0f} |")
     c = cycle_costs(device, args.batch, 40, 20)
