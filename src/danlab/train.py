@@ -345,8 +345,11 @@ def load(run_dir: str | Path, dtype: torch.dtype = torch.float32, device: str = 
     try:
         net.load_state_dict(ck["weights"])
     except (RuntimeError, KeyError, TypeError) as exc:
+        want, have = set(net.state_dict()), set(ck["weights"])
+        why = (f"missing {sorted(want - have)}, unexpected {sorted(have - want)}"
+               if want != have else str(exc).splitlines()[0])
         raise DanlabError(f"{run_dir}/{which}: weights do not match the config "
-                          f"({str(exc).splitlines()[0][:160]})") from None
+                          f"({why[:200]}); was it written by an older danlab?") from None
     net.config = cfg
     return net.to(device=device, dtype=dtype).eval()
 
