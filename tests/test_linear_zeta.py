@@ -189,3 +189,19 @@ def test_diagnostics_jacobian_equals_explicit_covariance():
     with torch.no_grad():  # Stein regression: exact up to rounding for an operator linear in zeta
         p_stein = analysis_covariance(net, xf[:1], "stein", n_samples=400)
     assert torch.allclose(p_stein, p_explicit[:1], atol=1e-8)
+
+
+def test_checkpoint_without_x_unit_is_refused(tmp_path):
+    """A linear-zeta checkpoint from before the O(1) head (no x_unit) must not load silently
+    with another meaning."""
+    from danlab import io
+    from danlab.train import BEST, load
+
+    cfg = TrainConfig(net="linear-zeta", filters=8, blocks=1, columns=4)
+    weights = build_net(cfg).state_dict()
+    io.save_torch(tmp_path / BEST, dict(config=cfg.to_dict(), weights=weights))
+    assert isinstance(load(tmp_path), LinearZetaDAN)
+    del weights["x_unit"]
+    io.save_torch(tmp_path / BEST, dict(config=cfg.to_dict(), weights=weights))
+    with pytest.raises(DanlabError, match="x_unit"):
+        load(tmp_path)
