@@ -345,7 +345,8 @@ def load(run_dir: str | Path, dtype: torch.dtype = torch.float32, device: str = 
     try:
         net.load_state_dict(ck["weights"])
     except (RuntimeError, KeyError, TypeError) as exc:
-        want, have = set(net.state_dict()), set(ck["weights"])
+        weights = ck["weights"]
+        want, have = set(net.state_dict()), set(weights) if isinstance(weights, dict) else set()
         why = (f"missing {sorted(want - have)}, unexpected {sorted(have - want)}"
                if want != have else str(exc).splitlines()[0])
         raise DanlabError(f"{run_dir}/{which}: weights do not match the config "
