@@ -17,6 +17,8 @@ def test_baseline_json(method, capsys, tmp_path):
     out = json.loads(capsys.readouterr().out)
     assert {"rmse", "rmse_per_trajectory", "diverged", "seconds", "config"} <= set(out)
     assert len(out["rmse_per_trajectory"]) == 2
+    if method == "sakov-a1":
+        assert (out["config"]["steps"], out["config"]["scale"]) == (5, 0.03)
     assert (tmp_path / f"{method}.nc").exists()
 
 

@@ -118,6 +118,8 @@ def run(args) -> int:
     result = run_filter(filt, twin, model, spinup=args.spinup, progress=args.progress,
                         keep_analyses=bool(args.obs_file and args.out))
     config = {k: v for k, v in vars(args).items() if k not in ("func", "json", "progress")}
+    if args.method.startswith("sakov-"):
+        config.update(options)  # the T, eps and scale actually used (defaults resolved)
     summary = {"method": args.method, **result.summary(), "seconds": time.perf_counter() - t0,
                "seconds_filter": result.seconds, "config": config}
     if args.out:
