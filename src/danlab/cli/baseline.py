@@ -59,9 +59,11 @@ def add_sakov_options(p) -> None:
 
 def sakov_options(args) -> dict:
     """SakovFilter options; the defaults are those tuned at dt=0.05 (docs/linear_zeta.md)."""
-    a1 = args.method == "sakov-a1"
-    steps = (5 if a1 else 10) if args.steps is None else args.steps
-    scale = (0.03 if a1 else 0.5) if args.scale is None else args.scale
+    from danlab.filters.sakov import TUNED
+
+    tuned_steps, tuned_scale = TUNED[args.method[-2:].upper()]
+    steps = tuned_steps if args.steps is None else args.steps
+    scale = tuned_scale if args.scale is None else args.scale
     check_int_at_least("steps", steps, 1)
     check_positive("eps", args.eps)
     check_positive("scale", scale)

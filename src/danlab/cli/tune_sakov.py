@@ -27,12 +27,12 @@ def run(args) -> int:
     from danlab import Lorenz96, ObservationConfig, make_twin
     from danlab.cli.baseline import check_twin_options
     from danlab.errors import DanlabError, check_choice, check_int_at_least, check_positive
-    from danlab.filters.sakov import tune_sakov
+    from danlab.filters.sakov import TUNED, tune_sakov
 
     check_twin_options(args)
     check_choice("algorithm", args.algorithm.upper(), ("A1", "A2"))
     algorithm = args.algorithm.upper()
-    steps = (5 if algorithm == "A1" else 10) if args.steps is None else args.steps
+    steps = TUNED[algorithm][0] if args.steps is None else args.steps
     check_int_at_least("steps", steps, 1)
     check_positive("eps", args.eps)
     try:

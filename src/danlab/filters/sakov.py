@@ -46,6 +46,8 @@ from danlab.filters.base import SingleStateFilter
 from danlab.observations import projected_innovation
 
 ALGORITHMS = ("A1", "A2")
+# (steps T, scale) tuned at dt = 0.05, eps = 1 (docs/linear_zeta.md): the CLI defaults
+TUNED = {"A1": (5, 0.03), "A2": (10, 0.5)}
 
 
 def backtrack(model: Lorenz96, x: Tensor, dt: float, steps: int,
