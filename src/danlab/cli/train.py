@@ -20,18 +20,20 @@ def add_config_options(p) -> None:
     for f in dataclasses.fields(TrainConfig):
         default = getattr(TrainConfig(), f.name)
         if isinstance(default, bool):
-            p.add_argument(_flag(f.name), dest=f.name, default=None,
-                           type=lambda s: {"true": True, "false": False, "1": True,
-                                           "0": False}[s.lower()] if s.lower() in
-                           ("true", "false", "1", "0") else _bad_bool(s),
+            p.add_argument(_flag(f.name), dest=f.name, default=None, type=_bool,
                            metavar="true|false", help=f"(default {str(default).lower()})")
         else:
             p.add_argument(_flag(f.name), dest=f.name, default=None, type=type(default),
                            metavar=type(default).__name__.upper(), help=f"(default {default})")
 
 
-def _bad_bool(s):
-    raise ValueError(s)
+def _bool(s: str) -> bool:
+    import argparse
+
+    value = {"true": True, "false": False, "1": True, "0": False}.get(s.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{s!r} is not allowed: use true or false")
+    return value
 
 
 def config_from_args(args) -> TrainConfig:
