@@ -10,27 +10,36 @@ import math
 import torch
 from torch import Tensor
 
+from danlab.dynamics.base import Model
 from danlab.errors import check, check_positive
 
 
-class Lorenz96:
+class Lorenz96(Model):
     """dx_n/dt = (x_{n+1} - x_{n-2}) x_{n-1} - x_n + F, periodic in n.
 
     `forecast(x, dt)` integrates over `dt` with n = max(1, round(dt / inner_dt)) RK4 steps of
     size dt / n, so any dt is honoured exactly (DAPPER's L96 uses inner_dt = 0.05).
     """
 
+    name = "l96"
+    has_backward = True
+
     def __init__(self, forcing: float = 8.0, inner_dt: float = 0.01):
-        check(math.isfinite(forcing), f"forcing={forcing!r} is not allowed: it must be finite")
+        check(isinstance(forcing, (int, float)) and math.isfinite(forcing),
+              f"forcing={forcing!r} is not allowed: it must be a finite number")
         check_positive("inner_dt", inner_dt)
         self.forcing = float(forcing)
         self.inner_dt = float(inner_dt)
 
-    def __repr__(self) -> str:
-        return f"Lorenz96(forcing={self.forcing}, inner_dt={self.inner_dt})"
+    def options(self) -> dict:
+        return {"forcing": self.forcing, "inner_dt": self.inner_dt}
 
-    # climatological statistics at F=8 (mean, std), used to normalise network inputs
-    climatology = (2.35, 3.63)
+    def random_state(self, n: int, nx: int, generator: torch.Generator) -> Tensor:
+        return self.forcing + torch.randn(n, nx, generator=generator, dtype=torch.float64)
+
+    def backward(self, x: Tensor, dt: float) -> Tensor:
+        """RK4 with step -dt / n: unstable on long times (backward, the damping becomes growth)."""
+        return self.forecast(x, -dt)
 
     def tendency(self, x: Tensor) -> Tensor:
         xp1 = torch.roll(x, -1, -1)
@@ -87,10 +96,10 @@ class Lorenz96:
             dx = dx + (h / 6.0) * (d1 + 2.0 * (d2 + d3) + d4)
         return x, dx
 
-    def spinup(self, x: Tensor, time: float) -> Tensor:
-        """Integrate without gradient, to bring x onto the attractor."""
-        with torch.no_grad():
-            return self.forecast(x, time)
+    def tangent_rows(self, x: Tensor, e: Tensor, dt: float) -> Tensor:
+        # the primal rides along once, broadcast against the n tangent rows: ~25x faster on CPU
+        # than forward-mode autodiff of the batched forecast
+        return self.forecast_tangent(x.unsqueeze(-2), e, dt)[1]
 
 
 def lyapunov_exponents(
