@@ -12,14 +12,30 @@ TWIN = ["--trajectories", "2", "--cycles", "60", "--spinup", "20", "--device", "
 @pytest.mark.parametrize("method", ["enkf-n", "ienkf-n", "3dvar", "etkf", "sakov-a1", "sakov-a2",
                                     "obs-only", "free"])
 def test_baseline_json(method, capsys, tmp_path):
-    assert main(["baseline", "--method", method, "--members", "10", *TWIN, "--json",
+    members = ["--members", "10"] if method in ("enkf-n", "ienkf-n", "etkf") else []
+    assert main(["baseline", "--method", method, *members, *TWIN, "--json",
                  "--out", str(tmp_path)]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert {"rmse", "rmse_per_trajectory", "diverged", "seconds", "config"} <= set(out)
-    assert len(out["rmse_per_trajectory"]) == 2
-    if method == "sakov-a1":
-        assert (out["config"]["steps"], out["config"]["scale"]) == (5, 0.03)
+    assert {"rmse", "rmse_per_trajectory", "diverged", "seconds", "parameters", "twin",
+            "test_set"} <= set(out)
+    assert len(out["rmse_per_trajectory"]) == 2 and out["twin"]["trajectories"] == 2
+    if method == "sakov-a1":  # the parameters actually used are recorded
+        assert (out["parameters"]["steps"], out["parameters"]["scale"]) == (5, 0.03)
+    if members:
+        assert out["parameters"]["members"] == 10
     assert (tmp_path / f"{method}.nc").exists()
+
+
+def test_baseline_trajectory_subsets_pair(capsys):
+    """Trajectory i is the same whatever the number of trajectories: the per-trajectory RMSEs
+    of an 8-trajectory run equal the first 8 of a 12-trajectory run."""
+    base = ["baseline", "--method", "3dvar", "--cycles", "60", "--spinup", "20", "--json",
+            "--device", "cpu"]
+    assert main([*base, "--trajectories", "8"]) == 0
+    small = json.loads(capsys.readouterr().out)
+    assert main([*base, "--trajectories", "12"]) == 0
+    big = json.loads(capsys.readouterr().out)
+    assert small["rmse_per_trajectory"] == big["rmse_per_trajectory"][:8]
 
 
 @pytest.mark.parametrize("obs", ["alternate", "random", "random-half"])
@@ -31,25 +47,30 @@ def test_baseline_sparse_and_nx80(obs, capsys):
 
 def test_baseline_on_user_file(tmp_path, capsys):
     from danlab import Lorenz96, ObservationConfig, make_twin
-    from danlab.twin import twin_to_dataset
+    from danlab.obsfile import twin_to_dataset
 
     twin = make_twin(Lorenz96(), ObservationConfig("random"), 40, 0.05, 2, 50, seed=9)
     twin_to_dataset(twin).drop_vars("truth").to_netcdf(tmp_path / "obs.nc")
     assert main(["baseline", "--method", "enkf-n", "--members", "10", "--obs-file",
                  str(tmp_path / "obs.nc"), "--spinup", "10", "--device", "cpu",
                  "--out", str(tmp_path / "res")]) == 0
+    assert "no truth" in capsys.readouterr().out
     assert (tmp_path / "res" / "enkf-n.nc").exists()
+    # the file fixes the twin: options that would be silently ignored are refused
+    assert main(["baseline", "--method", "enkf-n", "--obs-file", str(tmp_path / "obs.nc"),
+                 "--dt", "0.1", "--device", "cpu"]) == 2
+    assert "cannot be used with --obs-file" in capsys.readouterr().err
 
 
 def test_train_evaluate_json(tmp_path, capsys):
     run = tmp_path / "run"
     args = ["train", "--preset", "smoke", "--max-steps", "10", "--n-r", "64", "--s-b", "8",
-            "--test-trajectories", "2", "--test-cycles", "60", "--test-spinup", "20",
+            "--trajectories", "2", "--cycles", "60", "--spinup", "20",
             "--out", str(run), "--json", "--device", "cpu"]
     assert main(args) == 0
     out = json.loads(capsys.readouterr().out)
-    assert {"rmse", "val_rmse", "steps", "seconds", "throughput"} <= set(out)
-    assert out["steps"] == 10
+    assert {"rmse", "val_rmse", "steps", "seconds", "throughput", "stop"} <= set(out)
+    assert out["steps"] == 10 and out["stop"] == "max_steps"
     assert main(args) == 2  # refuses to overwrite a run without --resume
     capsys.readouterr()
     assert main(["evaluate", str(run), "--nx", "80", "--obs", "alternate", *TWIN,
@@ -70,27 +91,33 @@ def test_quickstart_tiny(tmp_path):
         assert (tmp_path / f"{name}.png").exists() and (tmp_path / f"{name}.pdf").exists()
 
 
-def test_cli_methods_match_the_registry():
-    from danlab.cli.baseline import METHODS as CLI_METHODS
-    from danlab.filters import METHODS
-
-    assert CLI_METHODS == METHODS
-
-
-def test_tune_sakov_picks_the_best_scale(capsys):
-    assert main(["tune-sakov", "--algorithm", "a1", "--scales", "0.03,3", "--trajectories", "2",
-                 "--cycles", "80", "--spinup", "20", "--json"]) == 0
+def test_tune_sakov_picks_the_best_scale_and_hands_it_over(capsys, tmp_path):
+    result = tmp_path / "tuned.json"
+    assert main(["tune-sakov", "--method", "sakov-a1", "--values", "0.03,3", "--rounds", "0",
+                 "--trajectories", "2", "--cycles", "80", "--spinup", "20", "--json",
+                 "--out", str(result)]) == 0
     out = json.loads(capsys.readouterr().out)
-    table = {row["scale"]: row["rmse"] for row in out["table"]}
-    assert out["steps"] == 5 and set(table) == {0.03, 3.0}
-    assert out["best_scale"] == min(table, key=table.get)
+    table = {row["value"]: row["rmse"] for row in out["table"]}
+    assert set(table) == {0.03, 3.0} and out["twin"]["seed"] != 1_000_003  # not the test set
+    assert out["best"] == min(table, key=table.get)
     assert table[0.03] < 0.45 < table[3.0]  # tuned scale tracks; an inflated P^f trusts y more
+    assert main(["baseline", "--method", "sakov-a1", "--tuned", str(result), *TWIN,
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["parameters"]["scale"] == out["best"]
+    assert main(["baseline", "--method", "3dvar", "--tuned", str(result), *TWIN]) == 2
 
 
-@pytest.mark.parametrize("argv", [["--algorithm", "A3"], ["--scales", "0.1,x"],
-                                  ["--scales", "0.1,-1"], ["--steps", "0"]])
+def test_tune_refines_around_the_minimum(capsys):
+    assert main(["tune-3dvar", "--values", "0.005,0.02,0.1", "--rounds", "1",
+                 "--trajectories", "2", "--cycles", "80", "--spinup", "20", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["table"]) == 5  # two geometric midpoints around the best of the three
+
+
+@pytest.mark.parametrize("argv", [["--method", "sakov-a3"], ["--values", "0.1,x"],
+                                  ["--values", "0.1,-1"], ["--steps", "0"]])
 def test_tune_sakov_bad_input(argv, capsys):
-    assert main(["tune-sakov", *argv]) == 2
+    assert main(["tune-sakov", *argv, "--cycles", "30", "--spinup", "5"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("danlab: error:") and "\n" not in err
 
@@ -105,6 +132,10 @@ def test_tune_sakov_bad_input(argv, capsys):
     ["baseline", "--method", "enkf-n", "--cycles", "10", "--spinup", "10"],
     ["baseline", "--method", "enkf-n", "--sigma", "-1"],
     ["baseline", "--method", "enkf-n", "--obs", "sparse"],
+    ["baseline", "--method", "3dvar", "--members", "10"],
+    ["baseline", "--method", "enkf-n", "--dt", "0.05", "--inner-dt", "0.03"],
+    ["baseline", "--method", "enkf-n", "--model", "ks", "--forcing", "8"],
+    ["baseline", "--method", "enkf-n", "--model", "nosuchmodule:Model"],
     ["train", "--preset", "huge"],
     ["evaluate", "/nonexistent/run"],
 ])

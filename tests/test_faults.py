@@ -314,24 +314,22 @@ def _quiet(*a):
 
 
 def _poison_streams(monkeypatch, which):
-    """Training batches whose observations hold NaN: the `which`-th training stream (or every
-    one, which=None) after the warm-up yields y = NaN at every site."""
-    import importlib
-
-    T = importlib.import_module("danlab.train")  # the module (danlab.train is also a function)
+    """Training batches whose analyses hold NaN (as from NaN observations): the `which`-th
+    training batch (or every one, which=None) after the warm-up."""
+    from danlab import training
 
     count = {"n": 0}
+    original = training.TrainingData.run
 
-    class Poisoned(T.ObservationStream):
-        def __iter__(self):
-            train_batch = self.n_cycles == TINY["n_iter"] and self.truth.shape[0] == TINY["s_b"]
-            if train_batch:
-                count["n"] += 1
-            poison = train_batch and (which is None or count["n"] == which)
-            for y, mask in super().__iter__():
-                yield (torch.full_like(y, float("nan")) if poison else y), mask
+    def run(self, filt, idx, n_cycles):
+        batch = n_cycles == TINY["n_iter"] and len(idx) == TINY["s_b"]
+        if batch:
+            count["n"] += 1
+        poison = batch and (which is None or count["n"] == which)
+        for x, xa, truth in original(self, filt, idx, n_cycles):
+            yield (x, xa * float("nan"), truth) if poison else (x, xa, truth)
 
-    monkeypatch.setattr(T, "ObservationStream", Poisoned)
+    monkeypatch.setattr(training.TrainingData, "run", run)
     return count
 
 
@@ -351,11 +349,12 @@ def test_poisoned_batch_is_rolled_back(tmp_path, monkeypatch):
     assert all(torch.isfinite(p).all() for p in load(tmp_path).parameters())
 
 
-def test_injected_nan_is_rolled_back(tmp_path):
+def test_injected_nan_is_rolled_back(tmp_path, faults):
     from danlab.config import preset
     from danlab.train import train
 
-    out = train(preset("smoke", **TINY), tmp_path, progress=False, log=_quiet, inject_nan_at=5)
+    faults.nan_at = 5
+    out = train(preset("smoke", **TINY), tmp_path, progress=False, log=_quiet)
     assert out["rollbacks"] == 1 and out["steps"] == TINY["max_steps"]
 
 
@@ -395,7 +394,7 @@ def test_enkf_n_flags_a_diverging_trajectory():
 def test_cli_reports_divergence_from_user_file(tmp_path, capsys):
     """`danlab baseline --obs-file` with huge values on one trajectory: reported in --json."""
     from danlab import Lorenz96, ObservationConfig, make_twin
-    from danlab.twin import twin_to_dataset
+    from danlab.obsfile import twin_to_dataset
 
     twin = make_twin(Lorenz96(), ObservationConfig("full", 1.0), 40, 0.05, 2, 40, seed=6)
     twin.y[10:, 0] = 1e6

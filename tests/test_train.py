@@ -35,11 +35,13 @@ def test_bf16_autocast_trains_with_float32_states(tmp_path):
     assert all(w.dtype == torch.float32 for w in ck["weights"].values() if w.is_floating_point())
 
 
-def test_resume_is_exact_float64(tmp_path):
+def test_resume_is_exact_float64(tmp_path, faults):
     cfg = preset("smoke", **TINY, dtype="float64")
     full = train(cfg, tmp_path / "a", progress=False, log=quiet)
+    faults.stop_at = 11  # mid-epoch
     with pytest.raises(Stop):
-        train(cfg, tmp_path / "b", progress=False, log=quiet, stop_at=11)  # mid-epoch
+        train(cfg, tmp_path / "b", progress=False, log=quiet)
+    faults.stop_at = None
     resumed = train(cfg, tmp_path / "b", resume=True, progress=False, log=quiet)
     wa = load_checkpoint(tmp_path / "a" / CHECKPOINT)["weights"]
     wb = load_checkpoint(tmp_path / "b" / CHECKPOINT)["weights"]
@@ -47,18 +49,21 @@ def test_resume_is_exact_float64(tmp_path):
     assert full["rmse"] == resumed["rmse"]
 
 
-def test_resume_refuses_other_config(tmp_path):
+def test_resume_refuses_other_config(tmp_path, faults):
     cfg = preset("smoke", **TINY)
+    faults.stop_at = 3
     with pytest.raises(Stop):
-        train(cfg, tmp_path, progress=False, log=quiet, stop_at=3)
+        train(cfg, tmp_path, progress=False, log=quiet)
+    faults.stop_at = None
     with pytest.raises(DanlabError, match="differs"):
         train(cfg.replace(lr=1e-4), tmp_path, resume=True, progress=False, log=quiet)
 
 
-def test_nan_loss_rolls_back(tmp_path):
+def test_nan_loss_rolls_back(tmp_path, faults):
     cfg = preset("smoke", **TINY)
     logs = []
-    out = train(cfg, tmp_path, progress=False, log=logs.append, inject_nan_at=10)
+    faults.nan_at = 10
+    out = train(cfg, tmp_path, progress=False, log=logs.append)
     assert out["rollbacks"] == 1 and out["steps"] == cfg.max_steps
     assert any("rolled back" in line for line in logs)
     assert all(torch.isfinite(p).all() for p in load(tmp_path).parameters())
@@ -72,6 +77,7 @@ def test_load_is_a_module_and_generalises_to_other_nx(tmp_path):
         xf, zeta = torch.randn(3, nx, dtype=torch.float64), torch.randn(3, nx, dtype=torch.float64)
         assert op(xf, zeta).shape == (3, nx)
     r = evaluate_run(tmp_path, nx=80, obs="random", cycles=60, spinup=10, trajectories=2)
+    assert r.test_set["spec"].startswith("l96 F=8 N_x=80")
     assert r.rmse < 1.5
 
 

@@ -1,58 +1,58 @@
-"""Training configurations: a frozen dataclass, presets, TOML in and out, validated."""
+"""Training configurations: a frozen dataclass (the twin experiment nested), presets, TOML."""
 
 from __future__ import annotations
 
 import dataclasses
-import math
-import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 
-from danlab.errors import DanlabError, check, check_choice
-from danlab.observations import OBSERVATION_KINDS
+from danlab import spec
+from danlab.errors import check, check_choice, check_int_at_least, check_non_negative, \
+    check_positive
+from danlab.spec import param
+from danlab.twin import TwinSpec
+
+NETS = ("cnn", "linear-zeta", "hyper")
+VARIANTS = ("full", "no-xf", "linear")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    # experiment (paper Sect. 3: L96, N_x=40, F=8, H=I, R=I)
-    nx: int = 40
-    forcing: float = 8.0
-    dt: float = 0.05
-    inner_dt: float = 0.01
-    obs: str = "full"
-    sigma: float = 1.0
+    """Everything a training run depends on; `twin` is the experiment (model, observations,
+    dt) and its test set, shared by every method the DAN is compared with."""
+
+    twin: TwinSpec = field(default_factory=TwinSpec)
     # analysis operator
-    net: str = "cnn"               # cnn | linear-zeta | hyper (see danlab.nets)
-    variant: str = "full"          # full | no-xf | linear (the paper's ablations)
-    filters: int = 32              # N_f
-    kernel: int = 5
-    blocks: int = 4
-    activation: str = "gelu"
-    alpha: bool = True             # Eq. 22: x^a = x^f + alpha*zeta + a_theta(x^f, zeta)
-    columns: int = 8               # linear-zeta: columns of X^a
-    loc_radius: float = 4.0        # linear-zeta: Gaspari-Cohn half-width (sites); 0 = none
+    net: str = param("cnn", "analysis operator", choices=NETS)
+    variant: str = param("full", "cnn ablation: full, no-xf (no forecast input) or linear "
+                                 "(identity activations)", choices=VARIANTS)
+    filters: int = param(32, "channels N_f of the CNN")
+    kernel: int = param(5, "convolution kernel width (odd)")
+    blocks: int = param(4, "residual blocks")
+    activation: str = param("gelu", "activation", choices=("gelu", "relu", "tanh", "silu"))
+    alpha: bool = param(True, "Eq. 22: add a trainable alpha * zeta term")
+    columns: int = param(8, "linear-zeta: columns of X^a; hyper: hidden channels")
+    loc_radius: float = param(4.0, "linear-zeta: Gaspari-Cohn half-width in sites (0: none)")
     # training (App. A: N_r, S_b, N_iter)
-    n_r: int = 4096                # trajectories, 10% kept for validation
-    s_b: int = 32                  # batch of trajectories per step
-    n_iter: int = 8                # cycles of truncated backpropagation per step
-    warmup_cycles: int = 0         # cycles run with the initial operator before training
-    epochs: int = 1000
-    max_steps: int = 0             # 0 = no limit
-    time_budget: float = 0.0       # seconds of training, 0 = no limit
-    lr: float = 3e-3
-    lr_min: float = 5e-5
-    clip: float = 1.0
-    patience: int = 0              # early stop after this many epochs without improvement; 0 = off
-    val_cycles: int = 32           # cycles per validation pass (the second half is scored)
-    val_trajectories: int = 256    # validation trajectories cycled each epoch (<= 10% of n_r)
-    seed: int = 0
-    dtype: str = "float32"
-    compile: bool = False
-    autocast: bool = False         # bf16 autocast of the network while training (fp32 weights)
-    # evaluation (test RMSE protocol)
-    test_trajectories: int = 16
-    test_cycles: int = 1500
-    test_spinup: int = 500
-    test_seed: int = 1_000_003
+    n_r: int = param(4096, "training trajectories N_r (10%% kept for validation)")
+    s_b: int = param(32, "trajectories per step S_b")
+    n_iter: int = param(8, "cycles of truncated backpropagation per step N_iter")
+    warmup_cycles: int = param(0, "cycles run with the initial operator before training")
+    epochs: int = param(1000, "epochs (an epoch is about 0.9 N_r / S_b steps)")
+    max_steps: int = param(0, "stop after this many steps (0: no cap)")
+    time_budget: float = param(0.0, "seconds of training (0: no limit); the learning rate "
+                                    "anneals over it")
+    lr: float = param(3e-3, "peak learning rate (Adam)")
+    lr_min: float = param(5e-5, "final learning rate of the cosine decay")
+    clip: float = param(1.0, "gradient-norm clipping")
+    patience: int = param(0, "stop after this many epochs without a better validation RMSE "
+                             "(0: off)")
+    val_cycles: int = param(32, "cycles per validation pass (the second half is scored)")
+    val_trajectories: int = param(256, "validation trajectories cycled each epoch")
+    seed: int = param(0, "seed of the weights, training trajectories and batches",
+                      flag="--train-seed")
+    dtype: str = param("float32", "training precision", choices=("float32", "float64"))
+    compile: bool = param(False, "torch.compile the network")
+    autocast: bool = param(False, "bf16 autocast of the network (float32 weights and states)")
 
     def __post_init__(self):
         validate(self)
@@ -61,102 +61,94 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return spec.to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict, where: str = "config") -> TrainConfig:
-        known = {f.name: f for f in fields(cls)}
-        for key, value in data.items():
-            check(key in known, f"{where}: unknown key {key!r}; allowed: {', '.join(known)}")
-            want = type(getattr(cls(), key))
-            ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
-            if want is float and isinstance(value, int) and not isinstance(value, bool):
-                ok, data = True, {**data, key: float(value)}
-            check(ok, f"{where}: {key}={value!r} has the wrong type: expected {want.__name__}")
-        return cls(**data)
+        return spec.from_dict(cls, migrate(data), where)
+
+
+#: keys of configs written before the twin experiment was one nested table
+_FLAT_TWIN_KEYS = {"nx": "nx", "forcing": "forcing", "dt": "dt", "inner_dt": "inner_dt",
+                   "obs": "obs", "sigma": "sigma", "test_trajectories": "trajectories",
+                   "test_cycles": "cycles", "test_spinup": "spinup", "test_seed": "seed"}
+
+
+def migrate(data: dict) -> dict:
+    """A config dict of an older danlab (flat twin keys) in today's form."""
+    if not any(k in data for k in _FLAT_TWIN_KEYS):
+        return data
+    data = dict(data)
+    twin = dict(data.pop("twin", {}))
+    for old, new in _FLAT_TWIN_KEYS.items():
+        if old in data:
+            twin[new] = data.pop(old)
+    data["twin"] = twin
+    return data
 
 
 def validate(c: TrainConfig) -> None:
-    def pos_int(name, low=1):
-        v = getattr(c, name)
-        check(isinstance(v, int) and not isinstance(v, bool) and v >= low,
-              f"{name}={v!r} is not allowed: it must be an integer >= {low}")
-
-    def pos(name, strict=True):
-        v = getattr(c, name)
-        check(isinstance(v, (int, float)) and math.isfinite(v) and (v > 0 if strict else v >= 0),
-              f"{name}={v!r} is not allowed: it must be a finite number "
-              f"{'>' if strict else '>='} 0")
-
-    pos_int("nx", 4)
-    check(math.isfinite(c.forcing), f"forcing={c.forcing!r} is not allowed: it must be finite")
-    for name in ("dt", "inner_dt", "sigma", "lr", "clip"):
-        pos(name)
-    for name in ("lr_min", "time_budget", "loc_radius"):
-        pos(name, strict=False)
-    check_choice("obs", c.obs, OBSERVATION_KINDS)
-    check_choice("variant", c.variant, ("full", "no-xf", "linear"))
+    check(isinstance(c.twin, TwinSpec), f"twin={c.twin!r} must be a TwinSpec")
+    check_choice("net", c.net, NETS)
+    check_choice("variant", c.variant, VARIANTS)
     check_choice("activation", c.activation, ("gelu", "relu", "tanh", "silu"))
     check_choice("dtype", c.dtype, ("float32", "float64"))
     for name in ("filters", "blocks", "columns", "n_iter", "epochs", "val_cycles",
-                 "val_trajectories",
-                 "test_trajectories"):
-        pos_int(name)
-    for name in ("max_steps", "patience", "warmup_cycles", "seed", "test_seed", "test_spinup"):
-        pos_int(name, 0)
+                 "val_trajectories", "kernel", "s_b"):
+        check_int_at_least(name, getattr(c, name), 1)
+    for name in ("max_steps", "patience", "warmup_cycles", "seed"):
+        check_int_at_least(name, getattr(c, name), 0)
+    check_int_at_least("n_r", c.n_r, 2)
+    for name in ("lr", "clip"):
+        check_positive(name, getattr(c, name))
+    for name in ("lr_min", "time_budget", "loc_radius"):
+        check_non_negative(name, getattr(c, name))
+    check(c.kernel % 2 == 1, f"kernel={c.kernel} is not allowed: it must be odd")
     check(not (c.autocast and c.dtype != "float32"),
           f"autocast=true is not allowed with dtype={c.dtype!r}: it needs dtype float32")
-    pos_int("kernel")
-    check(c.kernel % 2 == 1, f"kernel={c.kernel} is not allowed: it must be odd")
-    pos_int("s_b")
-    pos_int("n_r", 2)
-    check(c.n_r - max(1, c.n_r // 10) >= c.s_b,
-          f"s_b={c.s_b} is not allowed: it must be <= the {c.n_r - max(1, c.n_r // 10)} "
-          f"training trajectories (90% of n_r={c.n_r})")
-    check(c.test_cycles > c.test_spinup,
-          f"test_cycles={c.test_cycles} is not allowed: it must exceed test_spinup={c.test_spinup}")
+    n_train = c.n_r - n_validation(c)
+    check(n_train >= c.s_b, f"s_b={c.s_b} is not allowed: it must be <= the {n_train} "
+                            f"training trajectories (90% of n_r={c.n_r})")
+
+
+def n_validation(c: TrainConfig) -> int:
+    return max(1, c.n_r // 10)
 
 
 PRESETS: dict[str, dict] = {
     # under a minute on a 2-core CPU
     "smoke": dict(filters=16, blocks=2, n_r=512, s_b=32, n_iter=8, max_steps=4000,
-                  time_budget=40.0,
-                  test_trajectories=8, test_cycles=1000, test_spinup=300),
+                  time_budget=40.0, twin=dict(trajectories=8)),
     # the quickstart's default: about 10 minutes on a 2-core CPU
     "cpu": dict(filters=32, blocks=4, n_r=4096, s_b=32, n_iter=8, max_steps=40000,
                 time_budget=600.0),
     # the paper's reference configuration (App. A)
-    "casual": dict(filters=40, blocks=4, n_r=2**18, s_b=2048, n_iter=16, epochs=200,
-                   test_trajectories=64, test_cycles=5500, test_spinup=500),
+    "casual": dict(filters=40, blocks=4, n_r=2**18, s_b=2048, n_iter=16, epochs=200),
     # the paper's boosted DAN (Sect. 4.1)
-    "boosted": dict(filters=80, blocks=4, n_r=2**19, s_b=512, n_iter=32, epochs=200,
-                    test_trajectories=64, test_cycles=5500, test_spinup=500),
+    "boosted": dict(filters=80, blocks=4, n_r=2**19, s_b=512, n_iter=32, epochs=200),
 }
+
+
+def merge(base: dict, overrides: dict) -> dict:
+    """Overrides on top of a config dict; the nested twin table is merged key by key."""
+    out = dict(base)
+    for k, v in overrides.items():
+        if k == "twin" and isinstance(v, dict):
+            out["twin"] = {**out.get("twin", {}), **v}
+        else:
+            out[k] = v
+    return out
 
 
 def preset(name: str, **overrides) -> TrainConfig:
     check_choice("preset", name, tuple(PRESETS))
-    return TrainConfig.from_dict({**PRESETS[name], **overrides}, where=f"preset {name}")
-
-
-def load_toml(path: str) -> dict:
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise DanlabError(f"config file {path!r} does not exist") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise DanlabError(f"config file {path!r} is not valid TOML: {exc}") from None
-    return data
+    return TrainConfig.from_dict(merge(PRESETS[name], migrate(overrides)),
+                                 where=f"preset {name}")
 
 
 def to_toml(c: TrainConfig) -> str:
-    lines = []
-    for k, v in c.to_dict().items():
-        if isinstance(v, bool):
-            lines.append(f"{k} = {'true' if v else 'false'}")
-        elif isinstance(v, str):
-            lines.append(f'{k} = "{v}"')
-        else:
-            lines.append(f"{k} = {v!r}")
-    return "\n".join(lines) + "\n"
+    return spec.to_toml(c.to_dict())
+
+
+def load_toml(path: str) -> dict:
+    return spec.load_toml(path)

@@ -1,4 +1,4 @@
-"""danlab's one error type for bad input: a ValueError with a one-line message."""
+"""danlab's one error type for bad input, and the validators every module uses."""
 
 import math
 
@@ -13,20 +13,43 @@ def check(condition: bool, message: str) -> None:
         raise DanlabError(message)
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def check_positive(name: str, value: float) -> None:
-    try:
-        ok = math.isfinite(value) and value > 0
-    except TypeError:
-        ok = False
-    check(ok, f"{name}={value!r} is not allowed: it must be a finite number > 0")
+    check(_is_number(value) and value > 0,
+          f"{name}={value!r} is not allowed: it must be a finite number > 0")
+
+
+def check_non_negative(name: str, value: float) -> None:
+    check(_is_number(value) and value >= 0,
+          f"{name}={value!r} is not allowed: it must be a finite number >= 0")
 
 
 def check_int_at_least(name: str, value: int, low: int) -> None:
-    check(
-        isinstance(value, int) and not isinstance(value, bool) and value >= low,
-        f"{name}={value!r} is not allowed: it must be an integer >= {low}",
-    )
+    check(isinstance(value, int) and not isinstance(value, bool) and value >= low,
+          f"{name}={value!r} is not allowed: it must be an integer >= {low}")
 
 
 def check_choice(name: str, value: str, allowed) -> None:
     check(value in allowed, f"{name}={value!r} is not allowed: choose one of {', '.join(allowed)}")
+
+
+def check_tensor(name: str, value, like=None, dims: int | None = None) -> None:
+    """A tensor argument of the API: a torch.Tensor, floating point, with `dims` dimensions at
+    least, on the device and of the dtype of `like` if given (one line instead of a torch
+    traceback)."""
+    import torch
+
+    check(isinstance(value, torch.Tensor),
+          f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    check(value.is_floating_point(), f"{name} must be a floating-point tensor, got {value.dtype}")
+    if dims is not None:
+        check(value.dim() >= dims, f"{name} must have at least {dims} dimensions, got shape "
+                                   f"{tuple(value.shape)}")
+    if like is not None:
+        check(value.dtype == like.dtype, f"{name} has dtype {value.dtype} but the model / other "
+                                         f"inputs are {like.dtype}: convert it with .to()")
+        check(value.device == like.device, f"{name} is on {value.device} but the other inputs "
+                                           f"are on {like.device}: move it with .to()")

@@ -1,5 +1,7 @@
 """Crash-safe file output: every file danlab writes goes through `atomic_write`
-(temporary file in the same directory, fsync, rename), so a reader never sees half a file."""
+(temporary file in the same directory, fsync, rename), so a reader never sees half a file.
+Files get the permissions of the user's umask (as open() would give), not mkstemp's 0600, so
+colleagues on a shared cluster can read results; JSON is strict (NaN and inf become null)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import contextlib
 import errno
 import io
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -27,6 +30,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], N
     except OSError as exc:
         raise DanlabError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
     try:
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -46,6 +50,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], N
     return path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _fsync_dir(directory: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(directory, os.O_RDONLY)
@@ -59,8 +69,23 @@ def write_text(path, text: str) -> Path:
     return atomic_write(path, lambda f: f.write(text.encode()))
 
 
+def strict(obj):
+    """obj with every non-finite float replaced by None (strict JSON has no NaN / inf)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict(v) for v in obj]
+    return obj
+
+
+def to_json(obj, indent: int | None = None) -> str:
+    return json.dumps(strict(obj), indent=indent, allow_nan=False)
+
+
 def write_json(path, obj) -> Path:
-    return write_text(path, json.dumps(obj, indent=2, allow_nan=True) + "\n")
+    return write_text(path, to_json(obj, indent=2) + "\n")
 
 
 def save_torch(path, obj) -> Path:
@@ -87,7 +112,7 @@ def append_jsonl(path, record: dict) -> None:
     Disk full or permission errors become a DanlabError (earlier lines stay intact)."""
     try:
         with open(path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(to_json(record) + "\n")
             f.flush()
             os.fsync(f.fileno())
     except OSError as exc:

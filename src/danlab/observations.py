@@ -53,13 +53,22 @@ class ObservationConfig:
         ranks = torch.rand(shape, generator=generator, device=gdev).argsort(-1).argsort(-1)
         return (ranks < n_obs.unsqueeze(-1)).to(device)
 
+    def draw(self, shape: tuple[int, ...], generator: torch.Generator, device, dtype
+             ) -> tuple[Tensor, Tensor]:
+        """(mask, noise) of shape (..., N_x), in this order from `generator`."""
+        mask = self.sample_mask(tuple(shape[:-1]), shape[-1], generator, device)
+        noise = torch.randn(shape, generator=generator, device=generator.device,
+                            dtype=dtype).to(device)
+        return mask, noise
+
     def observe(self, truth: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """Draw (y, mask) for truth (..., N_x): y on the full grid, zero where unobserved."""
-        mask = self.sample_mask(tuple(truth.shape[:-1]), truth.shape[-1], generator, truth.device)
-        noise = torch.randn(truth.shape, generator=generator, device=generator.device,
-                            dtype=truth.dtype).to(truth.device)
-        y = torch.where(mask, truth + self.sigma * noise, torch.zeros_like(truth))
-        return y, mask
+        mask, noise = self.draw(tuple(truth.shape), generator, truth.device, truth.dtype)
+        return self.apply(truth, mask, noise), mask
+
+    def apply(self, truth: Tensor, mask: Tensor, noise: Tensor) -> Tensor:
+        """y = truth + sigma * noise where observed, zero elsewhere."""
+        return torch.where(mask, truth + self.sigma * noise, torch.zeros_like(truth))
 
 
 def innovation(y: Tensor, mask: Tensor, xf: Tensor) -> Tensor:

@@ -1,22 +1,127 @@
-"""Twin experiments: truth trajectories on the attractor and their observations, from seeds.
+"""Twin experiments: a `TwinSpec` names one (model, observations, time axis, test set); its
+`build()` gives the model and the truth / observations every method is scored on.
 
-The same (seed, configuration) gives the same truth, observations and initial guess to every
-method, so every comparison in danlab is paired on identical test trajectories.
+Every trajectory has its own random streams, keyed by (seed, purpose, trajectory index): the
+first 8 trajectories of a 64-trajectory spec equal an 8-trajectory spec bit for bit, so results
+of different sizes pair. Everything is drawn and integrated in float64 on the CPU, then cast, so
+the data do not depend on the device or dtype of the methods compared.
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
-from danlab.dynamics import Lorenz96
-from danlab.errors import check, check_int_at_least, check_positive
-from danlab.observations import ObservationConfig
+from danlab import rng
+from danlab.dynamics import Model, make_model, model_class
+from danlab.errors import check, check_choice, check_int_at_least, check_positive
+from danlab.observations import OBSERVATION_KINDS, ObservationConfig
+from danlab.spec import param
 
-SPINUP_TIME = 20.0  # model time units to reach the attractor (about 30 Lyapunov times)
+#: the standard test set's seed: every score in danlab's docs uses it unless it says otherwise
+TEST_SEED = 1_000_003
+#: tuning runs (tune-3dvar, tune-sakov, localisation scans) use a twin separate from the test set
+TUNING_SEED = 2_000_029
+#: states and DA samples of the diagnostics
+DIAGNOSTIC_SEED = 2_000_003
+
+
+@dataclass(frozen=True)
+class TwinSpec:
+    """One twin experiment: the model, its observation, the time axis and the test set."""
+
+    model: str = param("l96", "dynamical model: l96, ks, or module:Class of your own")
+    nx: int = param(40, "number of sites N_x")
+    forcing: float | None = param(None, "L96 forcing F (default: the model's, 8)")
+    dt: float = param(0.05, "time between analyses, Delta t")
+    inner_dt: float | None = param(None, "integration step; must divide dt (default: the "
+                                         "model's, 0.01 for L96; DAPPER uses 0.05)")
+    obs: str = param("full", "observation configuration", choices=OBSERVATION_KINDS)
+    sigma: float = param(1.0, "observation error std (R = sigma^2 I)")
+    trajectories: int = param(16, "test trajectories")
+    cycles: int = param(1500, "analysis cycles per trajectory")
+    spinup: int = param(500, "first cycles left out of the test RMSE")
+    seed: int = param(TEST_SEED, "seed of the trajectories and observations")
+    model_options: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        cls = model_class(self.model)
+        defaults = _constructor_defaults(cls)
+        if self.forcing is None and "forcing" in defaults:
+            object.__setattr__(self, "forcing", float(defaults["forcing"]))
+        check(self.forcing is None or "forcing" in defaults,
+              f"forcing={self.forcing!r} is not allowed: model {self.model!r} has no forcing")
+        if self.inner_dt is None:
+            object.__setattr__(self, "inner_dt", float(defaults.get("inner_dt", cls.inner_dt)))
+        check_int_at_least("nx", self.nx, 4)
+        if self.forcing is not None:
+            check(isinstance(self.forcing, (int, float)) and math.isfinite(self.forcing),
+                  f"forcing={self.forcing!r} is not allowed: it must be a finite number")
+        check_positive("dt", self.dt)
+        check_positive("inner_dt", self.inner_dt)
+        n = self.dt / self.inner_dt
+        check(self.dt < self.inner_dt or abs(n - round(n)) <= 1e-6 * n,
+              f"inner_dt={self.inner_dt:g} is not allowed: it must divide dt={self.dt:g} "
+              f"(e.g. {self.dt / max(1, math.ceil(n)):g})")
+        check_choice("obs", self.obs, OBSERVATION_KINDS)
+        check_positive("sigma", self.sigma)
+        check_int_at_least("trajectories", self.trajectories, 1)
+        check_int_at_least("cycles", self.cycles, 1)
+        check_int_at_least("spinup", self.spinup, 0)
+        check(self.cycles > self.spinup,
+              f"cycles={self.cycles} is not allowed: it must exceed spinup={self.spinup}")
+        check_int_at_least("seed", self.seed, 0)
+        check(isinstance(self.model_options, dict),
+              f"model_options={self.model_options!r} must be a table of the model's options")
+
+    @property
+    def observation(self) -> ObservationConfig:
+        return ObservationConfig(self.obs, self.sigma)
+
+    @property
+    def step_used(self) -> float:
+        """The integration step actually taken: dt / round(dt / inner_dt) (dt if dt < inner_dt)."""
+        return self.dt / max(1, round(self.dt / self.inner_dt))
+
+    def make_model(self) -> Model:
+        cls = model_class(self.model)
+        takes = _constructor_defaults(cls)
+        opts = dict(self.model_options)
+        opts.update({k: v for k, v in (("forcing", self.forcing), ("inner_dt", self.inner_dt),
+                                       ("nx", self.nx)) if k in takes})
+        model = make_model(self.model, **opts)
+        model.check_nx(self.nx)
+        return model
+
+    def build(self, device="cpu", dtype=torch.float64) -> tuple[Model, TwinData]:
+        """(model, twin data) of this spec."""
+        model = self.make_model()
+        twin = make_twin(model, self.observation, self.nx, self.dt, self.trajectories,
+                         self.cycles, self.seed, dtype=dtype, device=device)
+        twin.spec = self
+        return model, twin
+
+    def replace(self, **changes) -> TwinSpec:
+        import dataclasses
+
+        return dataclasses.replace(self, **changes)
+
+    def describe(self) -> str:
+        model = f"{self.model}" + (f" F={self.forcing:g}" if self.forcing is not None else "")
+        return (f"{model} N_x={self.nx} dt={self.dt:g} (step {self.step_used:g}) "
+                f"obs={self.obs} sigma={self.sigma:g}; {self.trajectories} trajectories x "
+                f"{self.cycles} cycles (spin-up {self.spinup}), seed {self.seed}")
+
+
+def _constructor_defaults(cls) -> dict:
+    return {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()
+            if k != "self"}
 
 
 @dataclass
@@ -30,6 +135,7 @@ class TwinData:
     x0: Tensor
     sigma: float
     dt: float
+    spec: TwinSpec | None = None
 
     @property
     def n_cycles(self) -> int:
@@ -43,72 +149,81 @@ class TwinData:
     def nx(self) -> int:
         return self.y.shape[-1]
 
+    @property
+    def seed(self) -> int:
+        return self.spec.seed if self.spec is not None else 0
+
     def observations(self) -> Iterator[tuple[Tensor, Tensor]]:
         for k in range(self.n_cycles):
             yield self.y[k], self.mask[k]
+
+    def fingerprint(self) -> str:
+        """A short hash of the truth (or of the observations if there is no truth): two scores
+        with the same fingerprint come from the same trajectories."""
+        data = self.truth if self.truth is not None else self.y
+        return hashlib.sha256(data.detach().cpu().double().numpy().tobytes()).hexdigest()[:12]
 
     def to(self, device=None, dtype=None) -> TwinData:
         def cast(t):
             return t.to(device=device, dtype=dtype if t.is_floating_point() else None)
         truth = cast(self.truth) if self.truth is not None else None
         return TwinData(truth, cast(self.y), self.mask.to(device), cast(self.x0),
-                        self.sigma, self.dt)
+                        self.sigma, self.dt, self.spec)
 
 
 def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
-    g = torch.Generator(device=device)
-    g.manual_seed(int(seed))
-    return g
+    """A generator keyed by one integer (see danlab.rng for keyed streams)."""
+    return rng.generator(int(seed), device=device)
 
 
-def attractor_states(
-    model: Lorenz96, n: int, nx: int, seed: int, dtype=torch.float64, device="cpu",
-    spinup_time: float = SPINUP_TIME, compute_device="cpu",
-) -> Tensor:
-    """n independent states (n, nx) on the attractor, drawn from `seed` on the CPU, integrated
-    in float64 on `compute_device` (the CPU by default, so that the states do not depend on
-    the device; training on a GPU spins its 2^18 trajectories up there)."""
-    check_int_at_least("nx", nx, 4)
-    g = make_generator(seed)
-    x = model.forcing + torch.randn(n, nx, generator=g, dtype=torch.float64)
-    x = model.spinup(x.to(compute_device), spinup_time)
-    return x.to(device=device, dtype=dtype)
+def attractor_states(model: Model, n: int, nx: int, seed: int, dtype=torch.float64,
+                     device="cpu", compute_device="cpu") -> Tensor:
+    """n states (n, nx) on the attractor: trajectory i starts from its own stream (seed, i), is
+    spun up in float64 on `compute_device` (the CPU by default, so the states do not depend on
+    the device), then cast."""
+    model.check_nx(nx)
+    starts = rng.TrajectoryStreams(seed, rng.TRUTH, n).draw(
+        lambda g: model.random_state(1, nx, g)[0])
+    return model.attractor_states(starts, device=compute_device).to(device=device, dtype=dtype)
 
 
 def make_twin(
-    model: Lorenz96, obs: ObservationConfig, nx: int, dt: float, n_trajectories: int,
+    model: Model, obs: ObservationConfig, nx: int, dt: float, n_trajectories: int,
     n_cycles: int, seed: int = 0, dtype=torch.float64, device="cpu",
 ) -> TwinData:
-    """Generate a twin experiment: everything is computed in float64 on the CPU from `seed`,
-    then cast, so results do not depend on the device or dtype of the methods compared."""
-    check_int_at_least("nx", nx, 4)
-    check_positive("dt", dt)
+    """Truth, observations and first guess of `n_trajectories` independent trajectories, each
+    from its own random streams (see the module docstring)."""
     check_int_at_least("trajectories", n_trajectories, 1)
     check_int_at_least("cycles", n_cycles, 1)
-    check(isinstance(seed, int) and seed >= 0,
-          f"seed={seed!r} is not allowed: it must be an integer >= 0")
-    x = attractor_states(model, n_trajectories, nx, seed)
-    g = make_generator(seed + 7919)
+    check_positive("dt", dt)
+    check_int_at_least("seed", seed, 0)
+    b = n_trajectories
+    x = attractor_states(model, b, nx, seed)
+    noise = rng.TrajectoryStreams(seed, rng.OBSERVATION_NOISE, b).randn(n_cycles, nx)
+    masks = rng.TrajectoryStreams(seed, rng.OBSERVATION_SITES, b).draw(
+        lambda g: obs.sample_mask((n_cycles,), nx, g))
+    first = rng.TrajectoryStreams(seed, rng.FIRST_GUESS, b).randn(nx)
     truth = [x]
-    ys, masks = [], []
     with torch.no_grad():
         for _ in range(n_cycles):
             x = model.forecast(x, dt)
-            y, m = obs.observe(x, g)
             truth.append(x)
-            ys.append(y)
-            masks.append(m)
-    x0 = truth[0] + obs.sigma * torch.randn(truth[0].shape, generator=g, dtype=torch.float64)
-    twin = TwinData(torch.stack(truth), torch.stack(ys), torch.stack(masks), x0, obs.sigma, dt)
+    truth = torch.stack(truth)
+    check(bool(torch.isfinite(truth).all()),
+          f"the truth blew up: the integration step {model.inner_dt:g} of {model!r} is "
+          "unstable at this dt; use a smaller inner_dt")
+    masks = masks.transpose(0, 1)
+    y = torch.where(masks, truth[1:] + obs.sigma * noise.transpose(0, 1), 0.0)
+    x0 = truth[0] + obs.sigma * first
+    twin = TwinData(truth, y, masks, x0, obs.sigma, dt)
     return twin.to(device=device, dtype=dtype)
 
 
 class ObservationStream:
-    """Truth advanced by the model and observed on the fly: an endless twin experiment used by
-    training (and by long runs that should not store the whole truth). Iterating yields (y, mask);
-    `truth` is the truth at the cycle just yielded."""
+    """Truth advanced by the model and observed on the fly: the endless twin experiment of
+    training. Iterating yields (y, mask); `truth` is the truth at the cycle just yielded."""
 
-    def __init__(self, model: Lorenz96, obs: ObservationConfig, truth: Tensor, dt: float,
+    def __init__(self, model: Model, obs: ObservationConfig, truth: Tensor, dt: float,
                  generator: torch.Generator, n_cycles: int):
         self.model, self.obs, self.truth, self.dt = model, obs, truth, dt
         self.generator, self.n_cycles = generator, n_cycles
@@ -118,73 +233,3 @@ class ObservationStream:
             with torch.no_grad():
                 self.truth = self.model.forecast(self.truth, self.dt)
             yield self.obs.observe(self.truth, self.generator)
-
-
-def twin_to_dataset(twin: TwinData):
-    """The twin as an xarray Dataset: y, mask (cycle, trajectory, site), x0, truth if known."""
-    import xarray as xr
-
-    data = {"y": (("cycle", "trajectory", "site"), twin.y.cpu().numpy()),
-            "mask": (("cycle", "trajectory", "site"), twin.mask.cpu().numpy().astype("int8")),
-            "x0": (("trajectory", "site"), twin.x0.cpu().numpy())}
-    if twin.truth is not None:
-        data["truth"] = (("time", "trajectory", "site"), twin.truth.cpu().numpy())
-    return xr.Dataset(data, attrs={"sigma": twin.sigma, "dt": twin.dt})
-
-
-def read_observations(path: str, dtype=torch.float64, device="cpu") -> TwinData:
-    """A user's observations from netCDF: y and mask (cycle, trajectory, site), attributes
-    sigma and dt; optional x0 (trajectory, site) (default: y at the first cycle where observed,
-    the observed mean elsewhere) and truth (time = cycle + 1, trajectory, site) for scores."""
-    import numpy as np
-    import xarray as xr
-
-    from danlab.errors import DanlabError
-
-    try:
-        ds = xr.open_dataset(path).load()
-    except FileNotFoundError:
-        raise DanlabError(f"observation file {path!r} does not exist") from None
-    except Exception as exc:
-        raise DanlabError(f"observation file {path!r} is not readable netCDF "
-                          f"({type(exc).__name__})") from None
-    where = f"observation file {path!r}"
-    for name in ("y", "mask"):
-        check(name in ds, f"{where}: variable {name!r} is missing (need y and mask)")
-        check(ds[name].dims == ("cycle", "trajectory", "site"),
-              f"{where}: {name} has dims {ds[name].dims}; expected (cycle, trajectory, site)")
-    for name in ("y", "mask", "x0", "truth"):
-        if name in ds:
-            kind = ds[name].dtype.kind
-            check(kind in "biuf", f"{where}: {name} has dtype {ds[name].dtype}; expected numbers")
-    y, mask = ds["y"].values.astype("float64"), ds["mask"].values
-    check(mask.shape == y.shape, f"{where}: mask shape {mask.shape} differs from y {y.shape}")
-    check(y.shape[0] >= 1 and y.shape[1] >= 1,
-          f"{where}: y has shape {y.shape}; at least one cycle and one trajectory are needed")
-    check(np.isin(mask, (0, 1)).all(), f"{where}: mask must hold only 0/1 (or booleans)")
-    mask = mask.astype(bool)
-    check(y.shape[-1] >= 4, f"{where}: N_x={y.shape[-1]} sites; at least 4 are needed")
-    check(np.isfinite(y[mask]).all(), f"{where}: y holds NaN or inf at observed sites")
-    y = np.where(mask, y, 0.0)
-    for attr in ("sigma", "dt"):
-        v = ds.attrs.get(attr)
-        check(isinstance(v, (int, float, np.floating, np.integer)) and np.isfinite(v) and v > 0,
-              f"{where}: attribute {attr}={v!r} must be a finite number > 0")
-    if "x0" in ds:
-        x0 = ds["x0"].values.astype("float64")
-        check(x0.shape == y.shape[1:], f"{where}: x0 shape {x0.shape}; expected {y.shape[1:]}")
-        check(np.isfinite(x0).all(), f"{where}: x0 holds NaN or inf")
-    else:
-        first = np.where(mask[0], y[0], (y * mask).sum((0, 2), keepdims=True)[0]
-                         / np.maximum(mask.sum((0, 2), keepdims=True)[0], 1))
-        x0 = first
-    truth = None
-    if "truth" in ds:
-        truth = ds["truth"].values.astype("float64")
-        check(truth.shape == (y.shape[0] + 1, *y.shape[1:]),
-              f"{where}: truth shape {truth.shape}; expected {(y.shape[0] + 1, *y.shape[1:])}")
-        check(np.isfinite(truth).all(), f"{where}: truth holds NaN or inf")
-    as_t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
-    twin = TwinData(as_t(truth) if truth is not None else None, as_t(y), as_t(mask), as_t(x0),
-                    float(ds.attrs["sigma"]), float(ds.attrs["dt"]))
-    return twin.to(device=device, dtype=dtype)

@@ -1,140 +1,156 @@
-"""danlab baseline: run a classical filter on a twin experiment (or on your observations)."""
+"""danlab baseline: a classical DA method on the test trajectories of a twin experiment (or on
+your own observations), scored with the test-RMSE protocol."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import asdict, fields
 from pathlib import Path
 
-from danlab.cli._common import add_device_options, print_json, resolve_device, resolve_dtype
-from danlab.errors import check, check_int_at_least, check_positive
+from danlab.cli._common import (
+    add_output_options,
+    add_twin_options,
+    print_json,
+    progress_on,
+    resolve_device,
+    resolve_dtype,
+    twin_from_args,
+    twin_options_given,
+    warn_diverged,
+)
+from danlab.errors import check
 
-# kept in step with danlab.filters.METHODS (tested) without importing torch at parse time
-METHODS = ("enkf-n", "ienkf-n", "3dvar", "etkf", "sakov-a1", "sakov-a2", "obs-only", "free")
 
+def method_options() -> dict:
+    """{parameter: (type, help, [methods])} over every registered method."""
+    import typing
 
-def add_twin_options(p, cycles: int = 1500, spinup: int = 500, trajectories: int = 8,
-                     seed: int = 1_000_003) -> None:
-    p.add_argument("--dt", type=float, default=0.05, help="time between analyses (default 0.05)")
-    p.add_argument("--nx", type=int, default=40, help="number of sites N_x >= 4 (default 40)")
-    p.add_argument("--forcing", type=float, default=8.0, help="L96 forcing F (default 8)")
-    p.add_argument("--obs", default="full", help="full | alternate | random | random-half")
-    p.add_argument("--sigma", type=float, default=1.0, help="observation error std (default 1)")
-    p.add_argument("--trajectories", type=int, default=trajectories)
-    p.add_argument("--cycles", type=int, default=cycles, help="analysis cycles per trajectory")
-    p.add_argument("--spinup", type=int, default=spinup, help="cycles left out of the RMSE")
-    p.add_argument("--seed", type=int, default=seed, help="seed of the test trajectories")
-    p.add_argument("--inner-dt", type=float, default=0.01, help="RK4 step (DAPPER uses 0.05)")
+    from danlab.filters import METHODS
+
+    out: dict = {}
+    for method, cls in METHODS.items():
+        hints = typing.get_type_hints(cls)
+        for f in fields(cls):
+            if not f.init or "help" not in f.metadata:
+                continue
+            entry = out.setdefault(f.name, (hints[f.name], f.metadata["help"], []))
+            entry[2].append(method)
+    return out
 
 
 def register(sub) -> None:
-    p = sub.add_parser("baseline", help="run a classical DA method on test trajectories",
+    from danlab.filters import METHODS
+    from danlab.spec import parse_bool
+
+    p = sub.add_parser("baseline", help="run a classical DA method on the test trajectories",
                        description=__doc__)
-    p.add_argument("--method", required=True, help=" | ".join(METHODS))
-    p.add_argument("--members", type=int, default=40, help="ensemble size N (default 40)")
-    p.add_argument("--inflation", type=float, default=1.0, help="ETKF multiplicative inflation")
-    p.add_argument("--b-scale", type=float, default=None,
-                   help="3D-Var: scale of the climatological B (default: the value tuned at "
-                        "dt=0.05; `danlab tune-3dvar` tunes it for other settings)")
-    p.add_argument("--dirac", action="store_true", help="EnKF-N/IEnKF-N: Dirac-Jeffreys variant")
-    add_sakov_options(p)
+    p.add_argument("--method", required=True, metavar="|".join(METHODS),
+                   help="the DA method")
+    g = p.add_argument_group("method parameters (default: the method's own)")
+    for name, (tp, helptext, methods) in method_options().items():
+        kind = parse_bool if tp is bool else (tp if tp in (int, float) else str)
+        g.add_argument("--" + name.replace("_", "-"), dest="param_" + name, type=kind,
+                       default=None, help=f"{helptext} [{', '.join(methods)}]")
+    p.add_argument("--tuned", default=None, metavar="FILE",
+                   help="parameters from a `danlab tune-3dvar / tune-sakov --out FILE` result")
     add_twin_options(p)
-    p.add_argument("--obs-file", default=None,
-                   help="netCDF of your own y, mask (cycle, trajectory, site), attrs sigma, dt")
-    add_device_options(p)
-    p.add_argument("--out", default=None, help="directory for results (netCDF, JSON)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--progress", action="store_true", help="show a progress bar")
+    p.add_argument("--obs-file", default=None, metavar="FILE",
+                   help="your own observations (netCDF, docs/observations.md) instead of a twin")
+    add_output_options(p, out="directory for the results (netCDF and JSON)")
     p.set_defaults(func=run)
 
 
-def add_sakov_options(p) -> None:
-    p.add_argument("--steps", type=int, default=None,
-                   help="Sakov A1/A2: analysis steps T backtracked (default: A1 5, A2 10; keep "
-                        "T <~ 20 at dt=0.05, docs/linear_zeta.md)")
-    p.add_argument("--eps", type=float, default=1.0, help="Sakov A1/A2: initial spread eps")
-    p.add_argument("--scale", type=float, default=None,
-                   help="Sakov A1/A2: multiplicative scale of P^f (default: tuned at dt=0.05, "
-                        "A1 0.03 with T=5, A2 0.5 with T=10; `danlab tune-sakov` for others)")
+def filter_parameters(args) -> dict:
+    """The method's parameters: those of --tuned, then those given on the command line."""
+    from danlab.errors import check_choice
+    from danlab.filters import METHODS, method_parameters
+    from danlab.tune import Tuning
 
-
-def sakov_options(args) -> dict:
-    """SakovFilter options; the defaults are those tuned at dt=0.05 (docs/linear_zeta.md)."""
-    from danlab.filters.sakov import TUNED
-
-    tuned_steps, tuned_scale = TUNED[args.method[-2:].upper()]
-    steps = tuned_steps if args.steps is None else args.steps
-    scale = tuned_scale if args.scale is None else args.scale
-    check_int_at_least("steps", steps, 1)
-    check_positive("eps", args.eps)
-    check_positive("scale", scale)
-    return dict(steps=steps, eps=args.eps, scale=scale)
-
-
-def check_twin_options(args) -> None:
-    check_int_at_least("nx", args.nx, 4)
-    check_positive("dt", args.dt)
-    check_int_at_least("trajectories", args.trajectories, 1)
-    check_int_at_least("spinup", args.spinup, 0)
-    check(args.cycles > args.spinup,
-          f"cycles={args.cycles} is not allowed: it must exceed spinup={args.spinup}")
-    check_int_at_least("seed", args.seed, 0)
-
-
-def build_twin(args, device, dtype):
-    """The twin experiment named by the common options (identical for every method)."""
-    from danlab import Lorenz96, ObservationConfig, make_twin
-
-    check_twin_options(args)
-    model = Lorenz96(args.forcing, args.inner_dt)
-    obs = ObservationConfig(args.obs, args.sigma)
-    return model, make_twin(model, obs, args.nx, args.dt, args.trajectories, args.cycles,
-                            args.seed, dtype=dtype, device=device)
+    check_choice("method", args.method, tuple(METHODS))
+    params = {}
+    if args.tuned:
+        t = Tuning.read(args.tuned)
+        check(t.method == args.method, f"--tuned {args.tuned!r} tuned {t.method!r}, not "
+                                       f"{args.method!r}")
+        params.update(t.parameters())
+    allowed = method_parameters(args.method)
+    for name in method_options():
+        v = getattr(args, "param_" + name)
+        if v is not None:
+            check(name in allowed, f"--{name.replace('_', '-')} is not a parameter of method "
+                                   f"{args.method!r}: it takes {', '.join(allowed) or 'none'}")
+            params[name] = v
+    return params
 
 
 def run(args) -> int:
-    from danlab import Lorenz96, run_filter
-    from danlab.errors import check_choice
+    from danlab.cycle import run_filter
     from danlab.filters import make_filter
-    from danlab.twin import read_observations
 
-    check_choice("method", args.method, METHODS)
+    params = filter_parameters(args)
     device, dtype = resolve_device(args.device), resolve_dtype(args.dtype)
-    options = {"enkf-n": dict(dirac=args.dirac), "ienkf-n": dict(dirac=args.dirac),
-               "etkf": dict(inflation=args.inflation)}.get(args.method, {})
-    if args.method.startswith("sakov-"):
-        options = sakov_options(args)
     t0 = time.perf_counter()
     if args.obs_file:
-        model = Lorenz96(args.forcing, args.inner_dt)
-        twin = read_observations(args.obs_file, dtype=dtype, device=device)
-        check(twin.n_cycles > args.spinup,
-              f"spinup={args.spinup} is not allowed: the file has only {twin.n_cycles} cycles")
+        model, twin, spinup, recorded = _from_file(args, device, dtype)
     else:
-        model, twin = build_twin(args, device, dtype)
-    if args.method == "3dvar":
-        options = dict(nx=twin.nx, forcing=model.forcing)
-        if args.b_scale is not None:
-            check_positive("b-scale", args.b_scale)
-            options["scale"] = args.b_scale
-    filt = make_filter(args.method, members=args.members, **options)
-    result = run_filter(filt, twin, model, spinup=args.spinup, progress=args.progress,
+        spec = twin_from_args(args)
+        model, twin = spec.build(device=device, dtype=dtype)
+        spinup, recorded = spec.spinup, {"twin": asdict(spec)}
+    filt = make_filter(args.method, **params)
+    result = run_filter(filt, twin, model, spinup=spinup, progress=progress_on(args),
                         keep_analyses=bool(args.obs_file and args.out))
-    config = {k: v for k, v in vars(args).items() if k not in ("func", "json", "progress")}
-    if args.method.startswith("sakov-"):
-        config.update(options)  # the T, eps and scale actually used (defaults resolved)
-    summary = {"method": args.method, **result.summary(), "seconds": time.perf_counter() - t0,
-               "seconds_filter": result.seconds, "config": config}
+    summary = {"method": args.method, "parameters": filt.parameters(), **result.summary(),
+               "seconds": time.perf_counter() - t0, "seconds_filter": result.seconds,
+               **recorded}
     if args.out:
         write_results(Path(args.out), args.method, result, summary)
+    warn_diverged(args.method, result)
     if args.json:
         print_json(summary)
+    elif result.has_truth:
+        print(f"{args.method}: test RMSE {result.label()} over {result.n_trajectories} "
+              f"trajectories, {summary['seconds']:.1f} s; test set {result.test_set['spec']} "
+              f"[{result.test_set['fingerprint']}]")
     else:
-        print(f"{args.method}: test RMSE {result.rmse:.4f} over {twin.n_trajectories} "
-              f"trajectories ({result.n_diverged} diverged), {summary['seconds']:.1f} s")
+        print(f"{args.method}: the observation file has no truth, so there is no RMSE; "
+              f"{result.n_diverged} trajectories diverged (non-finite)"
+              + (f"; analyses in {args.out}" if args.out else "; use --out to keep the analyses"))
     return 0
 
 
+def _from_file(args, device, dtype):
+    """Model, data, spin-up and description of --obs-file; twin options that the file sets are
+    refused, model settings that conflict with the file's attributes too."""
+    from danlab.obsfile import read_observation_file
+    from danlab.twin import TwinSpec
+
+    given = [o for o in twin_options_given(args)
+             if o not in ("--model", "--forcing", "--inner-dt", "--spinup")]
+    check(not given, f"{', '.join(given)} cannot be used with --obs-file: the file sets them")
+    f = read_observation_file(args.obs_file, dtype=dtype, device=device)
+    settings = dict(f.model_settings)
+    for name in ("model", "forcing", "inner_dt"):
+        v = getattr(args, "twin_" + name)
+        if v is not None:
+            check(name not in settings or settings[name] == v,
+                  f"--{name.replace('_', '-')}={v} conflicts with the file's {name}="
+                  f"{settings[name]}")
+            settings[name] = v
+    spinup = args.twin_spinup if args.twin_spinup is not None else 0
+    check(f.twin.n_cycles > spinup,
+          f"spinup={spinup} is not allowed: the file has only {f.twin.n_cycles} cycles")
+    spec = TwinSpec(model=settings.get("model", "l96"), nx=f.twin.nx,
+                    forcing=settings.get("forcing"), dt=f.twin.dt,
+                    inner_dt=settings.get("inner_dt"), sigma=f.twin.sigma,
+                    trajectories=f.twin.n_trajectories, cycles=f.twin.n_cycles, spinup=spinup)
+    model = spec.make_model()
+    return model, f.twin, spinup, {"observations": f.describe(),
+                                   "model": {"name": spec.model, **model.options()}}
+
+
 def write_results(out: Path, name: str, result, summary: dict) -> None:
+    """<out>/<name>.nc (per-trajectory and per-cycle RMSEs, diverged flags, analyses if kept)
+    and <name>.json (the summary)."""
     import xarray as xr
 
     from danlab import io
@@ -142,8 +158,12 @@ def write_results(out: Path, name: str, result, summary: dict) -> None:
     ds = xr.Dataset(
         {"rmse_per_trajectory": (("trajectory",), result.rmse_per_trajectory.numpy()),
          "rmse_per_cycle": (("cycle", "trajectory"), result.rmse_per_cycle.numpy()),
-         "diverged": (("trajectory",), result.diverged.numpy().astype("int8"))},
-        attrs={"method": name, "rmse": result.rmse, "spinup": result.spinup})
+         "diverged": (("trajectory",), result.diverged.numpy().astype("int8")),
+         "diverged_at": (("trajectory",), result.diverged_at.numpy())},
+        attrs={"method": name, "rmse": result.rmse, "rmse_label": result.label(),
+               "diverged": result.n_diverged, "spinup": result.spinup,
+               "test_set": result.test_set.get("spec", ""),
+               "fingerprint": result.test_set.get("fingerprint", "")})
     if result.analyses is not None:
         ds["analysis"] = (("cycle", "trajectory", "site"), result.analyses.numpy())
     io.save_netcdf(out / f"{name}.nc", ds)

@@ -1,72 +1,120 @@
-"""danlab diagnose: what a trained DAN has learned (P^a, Omega_r, r(lambda), innovations,
-comparison with the EnKF-N); netCDF results and PNG/PDF figures in the paper's style."""
+"""danlab diagnose KIND RUN_DIR...: what a trained DAN has learned. Each kind writes a netCDF
+file, a JSON summary (--json) and PNG/PDF figures in the paper's style under --out:
+
+  covariance     P^a(x) by Jacobian or Stein regression (Eq. 5, 12)
+  marginal-gain  the mean marginal gain Omega_r (Eq. 21; Fig. 1, 2: one panel per run)
+  nonlinearity   r(lambda) of Eq. 23 (Fig. 6; one curve per run and dt)
+  innovations    histograms of the projected innovations (Fig. 7)
+  compare-enkf   the DAN's P^a against the EnKF-N's along the same trajectory
+
+DA samples use each run's own twin (model, observation configuration, dt) unless --nx, --obs
+or --dt say otherwise."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from danlab.cli._common import add_device_options, print_json, resolve_device, resolve_dtype
+from danlab.cli._common import add_output_options, parse_list, print_json, resolve_device, \
+    resolve_dtype
 from danlab.errors import check
+from danlab.twin import DIAGNOSTIC_SEED
 
-KINDS = ("covariance", "marginal-gain", "nonlinearity", "innovations", "compare-enkf")
-
-
-def _floats(text: str) -> list[float]:
-    from danlab.errors import DanlabError
-
-    try:
-        vals = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise DanlabError(f"{text!r} is not a comma-separated list of numbers") from None
-    check(len(vals) > 0, "an empty list of numbers is not allowed")
-    return vals
+KINDS = {
+    "covariance": "P^a(x) by Jacobian or Stein regression",
+    "marginal-gain": "the mean marginal gain Omega_r (Fig. 1, 2)",
+    "nonlinearity": "r(lambda) of Eq. 23 (Fig. 6)",
+    "innovations": "projected-innovation histograms (Fig. 7)",
+    "compare-enkf": "the DAN's P^a against the EnKF-N's",
+}
 
 
 def register(sub) -> None:
     p = sub.add_parser("diagnose", help="diagnostics of trained DANs", description=__doc__)
-    p.add_argument("kind", choices=KINDS, metavar="{" + ",".join(KINDS) + "}")
-    p.add_argument("run_dir", nargs="+", help="run directories written by danlab train "
-                   "(several: one panel / curve each)")
-    p.add_argument("--out", required=True, help="directory for the netCDF file and figures")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--states", type=int, default=200,
-                   help="states (covariance, marginal-gain) or (x, zeta) pairs (nonlinearity)")
-    p.add_argument("--method", default=None,
-                   help="covariance: jacobian | stein; marginal-gain: autodiff | composite")
-    p.add_argument("--samples", type=int, default=64, help="N_p for stein / composite")
-    p.add_argument("--r", type=int, default=None, help="reference site (default N_x // 2)")
-    p.add_argument("--shifts", default="1", help="marginal-gain: translations per state "
-                   "(an integer or 'all')")
-    p.add_argument("--full", action="store_true", help="marginal-gain: build the full Gamma")
+    kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")
+    for kind, helptext in KINDS.items():
+        k = kinds.add_parser(kind, help=helptext, description=helptext)
+        k.add_argument("run_dir", nargs="+" if kind != "covariance" and kind != "compare-enkf"
+                       else 1, help="run directories written by danlab train"
+                       + (" (one panel / curve each)" if kind not in ("covariance",
+                                                                       "compare-enkf") else ""))
+        k.add_argument("--out", required=True, metavar="DIR",
+                       help="directory for the netCDF file and figures")
+        k.add_argument("--seed", type=int, default=DIAGNOSTIC_SEED,
+                       help=f"seed of the states and samples (default: {DIAGNOSTIC_SEED})")
+        k.add_argument("--nx", default=None, metavar="N[,N...]",
+                       help="evaluate at this N_x instead of the run's (one per run, or one "
+                            "for all)")
+        k.add_argument("--obs", default=None, metavar="KIND",
+                       help="observation configuration instead of the run's")
+        _OPTIONS[kind](k)
+        add_output_options(k)
+        k.set_defaults(func=run)
+
+
+def _covariance_options(p) -> None:
+    p.add_argument("--states", type=int, default=200, help="states on the attractor "
+                   "(default: 200)")
+    p.add_argument("--method", default="jacobian", metavar="jacobian|stein",
+                   help="exact Jacobian at zeta = 0 or Stein regression (default: jacobian)")
+    p.add_argument("--samples", type=int, default=64, help="N_p for stein (default: 64)")
+
+
+def _gain_options(p) -> None:
+    p.add_argument("--states", type=int, default=400,
+                   help="states averaged (default: 400; the JSON reports the sampling error)")
+    p.add_argument("--method", default="composite", metavar="autodiff|composite",
+                   help="second-order autodiff or the composite regression of App. G-H "
+                        "(default: composite)")
+    p.add_argument("--samples", type=int, default=64, help="N_p for composite (default: 64)")
+    p.add_argument("--r", type=int, default=None, help="reference site (default: N_x // 2)")
+    p.add_argument("--shifts", default="1", metavar="N|all",
+                   help="translations per state (default: 1)")
+    p.add_argument("--full", action="store_true", help="build the full Gamma (slow)")
     p.add_argument("--antithetic", action="store_true", help="composite: +/- sample pairs")
-    p.add_argument("--scale", default=None, help="marginal-gain figure: each | common "
-                   "(default each for one run, common for several)")
-    p.add_argument("--lambdas", default="0.1,0.2,0.5,1,2,5,10,20",
-                   help="nonlinearity: comma-separated lambda values")
-    # A trained DAN's Jacobian P^a has a floor of poorly determined, slightly asymmetric
-    # directions (docs/diagnostics.md); inverting them exactly lets the small nonlinear part
-    # dominate r(lambda). 5% of the largest singular value keeps the informative directions.
-    p.add_argument("--rtol", type=float, default=0.05, help="nonlinearity: relative cut-off "
-                   "of the singular values of P^a in its pseudo-inverse (default 0.05; "
-                   "1e-8 is the exact pseudo-inverse)")
+    p.add_argument("--scale", default=None, metavar="each|common",
+                   help="colour scale per panel or shared (default: each for one run, common "
+                        "for several)")
+
+
+def _da_options(p, cycles=600, spinup=100, trajectories=4) -> None:
+    p.add_argument("--dt", default=None, metavar="LIST",
+                   help="dt values to run each DAN at (default: each run's own dt)")
+    p.add_argument("--cycles", type=int, default=cycles, help=f"DA cycles (default: {cycles})")
+    p.add_argument("--spinup", type=int, default=spinup,
+                   help=f"DA cycles discarded (default: {spinup})")
+    p.add_argument("--trajectories", type=int, default=trajectories,
+                   help=f"DA trajectories (default: {trajectories})")
+
+
+def _nonlinearity_options(p) -> None:
+    p.add_argument("--states", type=int, default=200, help="(x, zeta) pairs (default: 200)")
+    p.add_argument("--lambdas", default="0.1,0.2,0.5,1,2,5,10,20", metavar="LIST",
+                   help="lambda values (default: 0.1,0.2,0.5,1,2,5,10,20)")
+    p.add_argument("--truncate", type=float, default=1e-8, metavar="RTOL",
+                   help="relative cut-off of P^a's singular values in its pseudo-inverse "
+                        "(default: 1e-8, Eq. 23 as written; 0.05 keeps only the well-"
+                        "determined directions, docs/diagnostics.md)")
     p.add_argument("--no-standardise", action="store_true",
-                   help="nonlinearity: Euclidean ratio, without P^a(x)^-1")
-    p.add_argument("--dt", default=None, help="comma-separated dt values to run each DAN at "
-                   "(nonlinearity, innovations; default: each run's own dt)")
-    p.add_argument("--cycles", type=int, default=600, help="DA cycles per run")
-    p.add_argument("--spinup", type=int, default=100, help="DA cycles discarded")
-    p.add_argument("--trajectories", type=int, default=4, help="DA trajectories")
-    p.add_argument("--bins", type=int, default=81, help="innovations: histogram bins")
-    p.add_argument("--members", type=int, default=40, help="compare-enkf: EnKF-N members")
-    p.add_argument("--every", type=int, default=10, help="compare-enkf: sample every n cycles")
-    p.add_argument("--k", type=int, default=10, help="compare-enkf: dominant eigenspace size")
-    p.add_argument("--nx", default=None, help="evaluate at this N_x instead of the run's (the "
-                   "circular CNN does not depend on N_x); comma-separated: one per run")
-    p.add_argument("--obs", default=None, help="evaluate with this observation configuration "
-                   "instead of the run's")
-    p.add_argument("--seed", type=int, default=2_000_003, help="seed of states and samples")
-    add_device_options(p)
-    p.set_defaults(func=run)
+                   help="Euclidean ratio, without P^a(x)^-1")
+    _da_options(p)
+
+
+def _innovation_options(p) -> None:
+    p.add_argument("--bins", type=int, default=81, help="histogram bins (default: 81)")
+    _da_options(p)
+
+
+def _compare_options(p) -> None:
+    p.add_argument("--members", type=int, default=40, help="EnKF-N members (default: 40)")
+    p.add_argument("--every", type=int, default=10, help="sample every n cycles (default: 10)")
+    p.add_argument("--k", type=int, default=10, help="dominant eigenspace size (default: 10)")
+    p.add_argument("--cycles", type=int, default=700, help="DA cycles (default: 700)")
+    p.add_argument("--spinup", type=int, default=200, help="DA cycles discarded (default: 200)")
+
+
+_OPTIONS = {"covariance": _covariance_options, "marginal-gain": _gain_options,
+            "nonlinearity": _nonlinearity_options, "innovations": _innovation_options,
+            "compare-enkf": _compare_options}
 
 
 def run(args) -> int:
@@ -75,11 +123,10 @@ def run(args) -> int:
 
     for d in args.run_dir:
         check(Path(d).is_dir(), f"run directory {d!r} does not exist")
-    device = resolve_device(args.device)
-    dtype = resolve_dtype(args.dtype)
-    out = Path(args.out)
-    ds, summary, fig = _KIND[args.kind](args, device, dtype)
+    device, dtype = resolve_device(args.device), resolve_dtype(args.dtype)
+    ds, summary, fig = _compute(args, device, dtype)
     ds.attrs["run_dirs"] = ";".join(str(d) for d in args.run_dir)
+    out = Path(args.out)
     stem = args.kind.replace("-", "_")
     files = [str(io.save_netcdf(out / f"{stem}.nc", ds))]
     files += [str(f) for f in io.save_figure(fig, out / stem)]
@@ -92,217 +139,52 @@ def run(args) -> int:
     return 0
 
 
-def _nx_for(args, k: int):
-    if args.nx is None:
-        return None
-    vals = [_int(v, "nx") for v in args.nx.split(",")]
-    check(len(vals) in (1, len(args.run_dir)),
-          f"--nx has {len(vals)} values for {len(args.run_dir)} run directories: give one or "
+def _runs(args, device, dtype):
+    """(operator, twin) per run: the run's twin with --nx / --obs (and DA sizes) applied."""
+    from danlab.diagnostics.report import with_twin
+    from danlab.runs import load
+
+    nx = parse_list(args.nx, int, "nx") if args.nx else [None]
+    check(len(nx) in (1, len(args.run_dir)),
+          f"--nx has {len(nx)} values for {len(args.run_dir)} run directories: give one or "
           "one per run")
-    return vals[0] if len(vals) == 1 else vals[k]
+    out = []
+    for k, d in enumerate(args.run_dir):
+        op = load(d, dtype=dtype, device=str(device))
+        sizes = {n: getattr(args, n, None) for n in ("cycles", "spinup", "trajectories")}
+        twin = with_twin(op.config.twin, nx=nx[0] if len(nx) == 1 else nx[k], obs=args.obs,
+                         seed=args.seed, **sizes)
+        out.append((op, twin))
+    return out
 
 
-def _load(run_dir, device, dtype, args, k: int = 0):
-    from danlab.train import load
+def _with_dts(args, runs):
+    from danlab.diagnostics.report import with_twin
 
-    op = load(run_dir, dtype=dtype, device=str(device))
-    cfg = op.config
-    nx = _nx_for(args, k)
-    if nx is not None:
-        cfg = cfg.replace(nx=nx)
-    if args.obs is not None:
-        cfg = cfg.replace(obs=args.obs)
-    return op, cfg
+    dts = parse_list(args.dt, float, "dt") if args.dt else [None]
+    return [(op, with_twin(twin, dt=dt)) for op, twin in runs for dt in dts]
 
 
-def _label(cfg) -> str:
-    return f"N_x={cfg.nx}, obs={cfg.obs}, dt={cfg.dt:g}"
+def _compute(args, device, dtype):
+    from danlab.diagnostics import report
 
-
-def attractor_trajectory(cfg, k: int, seed: int, dtype, device, spacing: float = 0.25):
-    """k states of L96 trajectories (8 at most) on the attractor, `spacing` time units apart."""
-    import torch
-
-    from danlab.dynamics import Lorenz96
-    from danlab.twin import attractor_states
-
-    check(isinstance(k, int) and k >= 1, f"states={k!r} is not allowed: it must be >= 1")
-    model = Lorenz96(cfg.forcing, cfg.inner_dt)
-    b = min(8, k)
-    x = attractor_states(model, b, cfg.nx, seed)
-    xs = []
-    with torch.no_grad():
-        while sum(v.shape[0] for v in xs) < k:
-            xs.append(x)
-            x = model.forecast(x, spacing)
-    return torch.cat(xs)[:k].to(device=device, dtype=dtype)
-
-
-def _covariance(args, device, dtype):
-    import torch
-    import xarray as xr
-
-    from danlab.diagnostics import analysis_covariance
-    from danlab.diagnostics.plots import plot_covariance
-
-    op, cfg = _load(args.run_dir[0], device, dtype, args)
-    method = args.method or "jacobian"
-    x = attractor_trajectory(cfg, args.states, args.seed, dtype, device)
-    gen = torch.Generator().manual_seed(args.seed)
-    pa = analysis_covariance(op, x, method, args.samples, sigma=cfg.sigma, generator=gen)
-    pa_np = pa.detach().cpu().double().numpy()
-    ds = xr.Dataset({"pa": (("state", "i", "j"), pa_np),
-                     "x": (("state", "site"), x.cpu().double().numpy())},
-                    attrs={"method": method, "n_samples": args.samples, "label": _label(cfg)})
-    diag = pa_np.diagonal(axis1=1, axis2=2)
-    summary = {"method": method, "states": int(x.shape[0]), "nx": cfg.nx,
-               "mean_diagonal": float(diag.mean()),
-               "mean_trace_fraction_diagonal": float((diag**2).sum() / (pa_np**2).sum())}
-    return ds, summary, plot_covariance(ds)
-
-
-def _marginal_gain(args, device, dtype):
-    import torch
-    import xarray as xr
-
-    from danlab.diagnostics import mean_marginal_gain
-    from danlab.diagnostics.plots import plot_omega
-    from danlab.observations import ObservationConfig
-
-    method = args.method or "composite"
-    shifts = "all" if args.shifts == "all" else _int(args.shifts, "shifts")
-    data, attrs, panels = {}, {"method": method, "panels": len(args.run_dir)}, []
-    for k, run_dir in enumerate(args.run_dir):
-        op, cfg = _load(run_dir, device, dtype, args, k)
-        x = attractor_trajectory(cfg, args.states, args.seed, dtype, device)
-        res = mean_marginal_gain(
-            op, x, args.r, method, full=args.full, shifts=shifts, n_samples=args.samples,
-            obs=ObservationConfig(cfg.obs, cfg.sigma), antithetic=args.antithetic,
-            generator=torch.Generator().manual_seed(args.seed + k))
-        om = res.omega.detach().cpu().double().numpy()
-        data[f"omega_{k}"] = ((f"i_{k}", f"j_{k}"), om)
-        attrs[f"label_{k}"] = _label(cfg)
-        attrs[f"r_{k}"] = res.r
-        panels.append({"run_dir": run_dir, "nx": cfg.nx, "obs": cfg.obs, "r": res.r,
-                       "max_abs_omega": float(abs(om).max()),
-                       "locality": _locality(om, res.r), "seconds": res.seconds})
-    ds = xr.Dataset(data, attrs=attrs)
-    scale = args.scale or ("each" if len(args.run_dir) == 1 else "common")
-    check(scale in ("each", "common"), f"scale={scale!r} is not allowed: choose each or common")
-    summary = {"method": method, "states": args.states, "n_samples": args.samples,
-               "shifts": args.shifts, "panels": panels}
-    return ds, summary, plot_omega(ds, scale)
-
-
-def _locality(om, r: int, radius: int = 4) -> float:
-    """Fraction of sum |Omega_r|^2 within `radius` sites of (r, r) (circular distance)."""
-    import numpy as np
-
-    n = om.shape[0]
-    d = np.abs((np.arange(n) - r + n // 2) % n - n // 2)
-    near = (d[:, None] <= radius) & (d[None, :] <= radius)
-    tot = float((om**2).sum())
-    return float((om[near] ** 2).sum() / tot) if tot > 0 else float("nan")
-
-
-def _int(text, name):
-    from danlab.errors import DanlabError
-
-    try:
-        return int(text)
-    except ValueError:
-        raise DanlabError(f"{name}={text!r} is not allowed: it must be an integer") from None
-
-
-def _runs_and_dts(args, device, dtype):
-    """(operator, config, dt) for each run, at its own dt or at each of --dt."""
-    items = []
-    for k, run_dir in enumerate(args.run_dir):
-        op, cfg = _load(run_dir, device, dtype, args, k)
-        for dt in (_floats(args.dt) if args.dt else [cfg.dt]):
-            items.append((op, cfg, dt))
-    return items
-
-
-def _samples(op, cfg, dt, args, dtype):
-    from danlab.diagnostics import da_samples
-
-    return da_samples(op, cfg.nx, dt, cfg.obs, cfg.sigma, args.cycles, args.spinup,
-                      args.trajectories, args.seed, cfg.forcing, cfg.inner_dt, dtype)
-
-
-def _nonlinearity(args, device, dtype):
-    import numpy as np
-    import torch
-    import xarray as xr
-
-    from danlab.diagnostics import nonlinearity_ratio
-    from danlab.diagnostics.plots import plot_nonlinearity
-
-    lambdas = _floats(args.lambdas)
-    rows, dts, curves = [], [], []
-    gen = torch.Generator().manual_seed(args.seed)
-    for op, cfg, dt in _runs_and_dts(args, device, dtype):
-        s = _samples(op, cfg, dt, args, dtype)
-        pick = torch.randperm(s.xf.shape[0], generator=gen)[:args.states]
-        res = nonlinearity_ratio(op, s.xf[pick], s.zeta[pick], lambdas, rtol=args.rtol,
-                                 standardise=not args.no_standardise)
-        rows.append((res.ratio.numpy(), res.stderr.numpy()))
-        dts.append(dt)
-        curves.append({"dt": dt, "nx": cfg.nx, "da_rmse": s.rmse, "pairs": res.n_samples,
-                       "ratio": [float(v) for v in res.ratio]})
-    ds = xr.Dataset({"ratio": (("dt", "lambda"), np.stack([r[0] for r in rows])),
-                     "stderr": (("dt", "lambda"), np.stack([r[1] for r in rows]))},
-                    coords={"dt": dts, "lambda": lambdas})
-    return ds, {"lambdas": lambdas, "curves": curves}, plot_nonlinearity(ds)
-
-
-def _innovations(args, device, dtype):
-    import numpy as np
-    import xarray as xr
-
-    from danlab.diagnostics import innovation_histogram
-    from danlab.diagnostics.plots import plot_innovations
-
-    samples = [(_samples(op, cfg, dt, args, dtype), dt)
-               for op, cfg, dt in _runs_and_dts(args, device, dtype)]
-    lim = max(float(s.zeta[s.mask].abs().max()) for s, _ in samples)
-    edges, dens, stats = [], [], []
-    for s, dt in samples:
-        e, d = innovation_histogram(s.zeta, s.mask, args.bins, lim)
-        edges.append(e.numpy())
-        dens.append(d.numpy())
-        z = s.zeta[s.mask].double()
-        stats.append({"dt": dt, "da_rmse": s.rmse, "std": float(z.std()),
-                      "max_abs": float(z.abs().max()),
-                      "kurtosis": float(((z - z.mean()) ** 4).mean() / z.var() ** 2)})
-    ds = xr.Dataset({"density": (("dt", "bin"), np.stack(dens)),
-                     "edges": (("dt", "edge"), np.stack(edges))},
-                    coords={"dt": [dt for _, dt in samples]})
-    return ds, {"histograms": stats}, plot_innovations(ds)
-
-
-def _compare(args, device, dtype):
-    import xarray as xr
-
-    from danlab.diagnostics import compare_with_enkf
-    from danlab.diagnostics.plots import plot_compare
-
-    op, cfg = _load(args.run_dir[0], device, dtype, args)
-    res = compare_with_enkf(op, None, cfg.nx, cfg.dt, cfg.obs, cfg.sigma, args.members,
-                            args.cycles, args.spinup, args.every, args.k, 1, args.seed,
-                            cfg.forcing, cfg.inner_dt, dtype)
-    ds = xr.Dataset({name: (dims, getattr(res, name).cpu().double().numpy())
-                     for name, dims in (("eig_dan", ("sample", "rank")),
-                                        ("eig_enkf", ("sample", "rank")),
-                                        ("cosines", ("sample", "k")),
-                                        ("alignment", ("sample", "k")),
-                                        ("rel_diff", ("sample",)),
-                                        ("asymmetry", ("sample",)))},
-                    attrs={"random_cos2": res.random_cos2, "members": args.members,
-                           "enkf_rmse": res.enkf_rmse})
-    return ds, res.summary(), plot_compare(ds)
-
-
-_KIND = {"covariance": _covariance, "marginal-gain": _marginal_gain,
-         "nonlinearity": _nonlinearity, "innovations": _innovations, "compare-enkf": _compare}
+    runs = _runs(args, device, dtype)
+    if args.kind == "covariance":
+        op, twin = runs[0]
+        return report.covariance(op, twin, args.states, args.method, args.samples, args.seed,
+                                 dtype, device)
+    if args.kind == "marginal-gain":
+        shifts = "all" if args.shifts == "all" else parse_list(args.shifts, int, "shifts")[0]
+        scale = args.scale or ("each" if len(runs) == 1 else "common")
+        return report.marginal_gain([o for o, _ in runs], [t for _, t in runs], args.states,
+                                    args.method, args.samples, args.r, shifts, args.full,
+                                    args.antithetic, scale, args.seed, dtype, device)
+    if args.kind == "nonlinearity":
+        return report.nonlinearity(_with_dts(args, runs), parse_list(args.lambdas, float,
+                                                                     "lambdas"),
+                                   args.states, args.truncate, not args.no_standardise,
+                                   args.seed, dtype)
+    if args.kind == "innovations":
+        return report.innovations(_with_dts(args, runs), args.bins, dtype)
+    op, twin = runs[0]
+    return report.compare_enkf(op, twin, args.members, args.every, args.k, dtype)

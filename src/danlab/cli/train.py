@@ -1,108 +1,96 @@
-"""danlab train: learn an analysis operator through the DA cycle (truncated backpropagation)."""
+"""danlab train: learn an analysis operator through the DA cycle (truncated backpropagation).
+
+Every option overrides the preset's value (shown in brackets); --config reads a TOML file of
+TrainConfig values (the twin experiment as a [twin] table), as written in a run's config.toml.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
-from danlab.cli._common import print_json, resolve_device
-from danlab.config import PRESETS, TrainConfig
-
-_SPECIAL = {"dtype", "seed"}
+from danlab.cli._common import add_output_options, add_twin_options, parse_list, print_json, \
+    progress_on, resolve_device
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+def register(sub, argv=()) -> None:
+    from danlab import spec
+    from danlab.config import PRESETS, TrainConfig, preset
 
-
-def add_config_options(p) -> None:
-    """One option per TrainConfig field, so any preset value can be overridden."""
-    for f in dataclasses.fields(TrainConfig):
-        default = getattr(TrainConfig(), f.name)
-        if isinstance(default, bool):
-            p.add_argument(_flag(f.name), dest=f.name, default=None, type=_bool,
-                           metavar="true|false", help=f"(default {str(default).lower()})")
-        else:
-            p.add_argument(_flag(f.name), dest=f.name, default=None, type=type(default),
-                           metavar=type(default).__name__.upper(), help=f"(default {default})")
-
-
-def _bool(s: str) -> bool:
-    import argparse
-
-    value = {"true": True, "false": False, "1": True, "0": False}.get(s.lower())
-    if value is None:
-        raise argparse.ArgumentTypeError(f"{s!r} is not allowed: use true or false")
-    return value
-
-
-def config_from_args(args) -> TrainConfig:
-    from danlab.config import load_toml, preset
-
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-                 if getattr(args, f.name) is not None}
-    base = dict(PRESETS.get(args.preset, {})) if args.preset else {}
-    if args.preset:
-        preset(args.preset)  # validates the name
-    if args.config:
-        base.update(load_toml(args.config))
-        TrainConfig.from_dict(base, where=f"config file {args.config!r}")
-    return TrainConfig.from_dict({**base, **overrides}, where="options")
-
-
-def register(sub) -> None:
+    name = _preset_in(argv) or "cpu"
+    try:
+        base = preset(name)
+    except Exception:  # noqa: BLE001 - a bad name is reported when the arguments are parsed
+        base = preset("cpu")
     p = sub.add_parser("train", help="train a DAN", description=__doc__)
-    p.add_argument("--preset", default=None, help=" | ".join(PRESETS))
-    p.add_argument("--config", default=None, help="TOML file of TrainConfig values")
-    p.add_argument("--out", default=None, help="run directory (default runs/<preset>)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--json", action="store_true", help="print one JSON object at the end")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--snapshots", default="",
-                   help="comma-separated training times (s) at which to keep the weights")
-    p.add_argument("--snapshot-steps", default="",
+    p.add_argument("--preset", default="cpu", metavar="|".join(PRESETS),
+                   help="starting values (default: cpu, about 10 minutes on a 2-core CPU)")
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="TOML file of TrainConfig values (on top of the preset)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="run directory (default: runs/<preset>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    p.add_argument("--snapshots", default="", metavar="SECONDS",
+                   help="comma-separated training times at which to keep the weights")
+    p.add_argument("--snapshot-steps", default="", metavar="STEPS",
                    help="comma-separated steps at which to keep the weights")
-    add_config_options(p)
+    spec.add_arguments(p, TrainConfig, base)
+    add_twin_options(p, base.twin)
+    add_output_options(p, dtype=None)
     p.set_defaults(func=run)
 
 
+def _preset_in(argv) -> str | None:
+    argv = list(argv)
+    for i, a in enumerate(argv):
+        if a == "--preset" and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith("--preset="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def config_from_args(args):
+    from danlab import spec
+    from danlab.cli._common import twin_from_args
+    from danlab.config import PRESETS, TrainConfig, load_toml, merge, migrate, preset
+
+    preset(args.preset)  # validates the name
+    base = dict(PRESETS[args.preset])
+    if args.config:
+        base = merge(base, migrate(load_toml(args.config)))
+    cfg = TrainConfig.from_dict(base, where=args.config or f"preset {args.preset}")
+    overrides = spec.overrides_from_args(args, TrainConfig)
+    twin = twin_from_args(args, cfg.twin)
+    return cfg.replace(**overrides, twin=twin)
+
+
 def run(args) -> int:
+    from danlab.errors import DanlabError
+    from danlab.progress import log, quiet
     from danlab.train import Stop, train
 
     cfg = config_from_args(args)
-    snapshots = _parse_snapshots(args.snapshots)
-    snapshot_steps = tuple(int(t) for t in _parse_snapshots(args.snapshot_steps))
+    snapshots = tuple(parse_list(args.snapshots, float, "snapshots")) if args.snapshots else ()
+    if any(t <= 0 for t in snapshots):
+        raise DanlabError(f"--snapshots={args.snapshots!r} is not allowed: times must be > 0")
+    steps = tuple(parse_list(args.snapshot_steps, int, "snapshot-steps")) \
+        if args.snapshot_steps else ()
     device = resolve_device(args.device)
-    out = Path(args.out or f"runs/{args.preset or 'custom'}")
+    out = Path(args.out or f"runs/{args.preset}")
     if not args.resume and (out / "checkpoint.pt").exists():
-        from danlab.errors import DanlabError
-
         raise DanlabError(f"{str(out)!r} already holds a run: use --resume, or another --out")
-    log = (lambda *a: None) if args.json else print
     try:
         summary = train(cfg, out, resume=args.resume, device=str(device),
-                        progress=not (args.no_progress or args.json), log=log,
-                        snapshots=snapshots, snapshot_steps=snapshot_steps)
-    except Stop:
+                        progress=progress_on(args), log=quiet if args.json else log,
+                        snapshots=snapshots, snapshot_steps=steps)
+    except Stop as sig:
+        if args.json:
+            print_json({"stopped": str(sig), "out": str(out), "resume": True})
         return 130
     if args.json:
         print_json(summary)
     else:
-        print(f"test RMSE {summary['rmse']:.4f} (validation {summary['val_rmse']:.4f}), "
-              f"{summary['steps']} steps in {summary['seconds']:.0f} s, "
-              f"{summary['throughput']:.0f} trajectory-cycles/s; run in {out}")
+        print(f"test RMSE {summary['rmse_label']} (validation {summary['val_rmse']:.4f}), "
+              f"{summary['steps']} steps in {summary['seconds']:.0f} s (stopped by "
+              f"{summary['stop']}), {summary['throughput']:.0f} trajectory-cycles/s; run in {out}")
     return 0
-
-
-def _parse_snapshots(text: str) -> tuple[float, ...]:
-    from danlab.errors import DanlabError
-
-    try:
-        times = tuple(float(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise DanlabError(f"--snapshots={text!r} is not allowed: give seconds like "
-                          "120,300,600") from None
-    if any(not t > 0 for t in times):
-        raise DanlabError(f"--snapshots={text!r} is not allowed: times must be > 0")
-    return times

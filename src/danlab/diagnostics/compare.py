@@ -12,10 +12,8 @@ from torch import Tensor
 from danlab.cycle import run_filter
 from danlab.diagnostics._common import Operator, check_operator
 from danlab.diagnostics.covariance import analysis_covariance
-from danlab.dynamics import Lorenz96
 from danlab.errors import check, check_int_at_least
-from danlab.observations import ObservationConfig
-from danlab.twin import make_twin
+from danlab.twin import TwinSpec
 
 
 class _Recorder:
@@ -27,8 +25,15 @@ class _Recorder:
         self.name = getattr(inner, "name", "ensemble")
         self.xf, self.pa = [], []
 
-    def init(self, x0, generator):
-        return self.inner.init(x0, generator)
+    @property
+    def requires(self):
+        return self.inner.requires
+
+    def parameters(self):
+        return self.inner.parameters()
+
+    def init(self, x0, streams):
+        return self.inner.init(x0, streams)
 
     def forecast(self, state, model, dt):
         return self.inner.forecast(state, model, dt)
@@ -36,8 +41,8 @@ class _Recorder:
     def estimate(self, state):
         return self.inner.estimate(state)
 
-    def analysis(self, state, y, mask, sigma):
-        out = self.inner.analysis(state, y, mask, sigma)
+    def analysis(self, state, y, mask, sigma, **kw):
+        out = self.inner.analysis(state, y, mask, sigma, **kw)
         k = self.count - self.skip
         if k >= 0 and k % self.every == 0:
             self.xf.append(state.mean(-2).detach().clone())
@@ -93,29 +98,27 @@ def compare_matrices(p_dan: Tensor, p_enkf: Tensor, k: int) -> dict:
             "rel_diff": rel, "asymmetry": asym}
 
 
+COMPARE_TWIN = TwinSpec(trajectories=1, cycles=700, spinup=200, seed=2_000_003)
+
+
 def compare_with_enkf(
-    a: Operator, enkf=None, nx: int = 40, dt: float = 0.05,
-    obs: ObservationConfig | str = "full", sigma: float = 1.0, members: int = 40,
-    n_cycles: int = 700, spinup: int = 200, every: int = 10, k: int = 10,
-    trajectories: int = 1, seed: int = 2_000_003, forcing: float = 8.0, inner_dt: float = 0.01,
-    dtype: torch.dtype = torch.float64,
+    a: Operator, twin: TwinSpec = COMPARE_TWIN, enkf=None, members: int = 40, every: int = 10,
+    k: int = 10, dtype: torch.dtype = torch.float64,
 ) -> EnKFComparison:
     """Run the EnKF-N (`enkf`, default danlab.filters.EnKFN(members)) through the cycle engine
-    on a twin experiment; at every `every`-th analysis after `spinup`, compare its ensemble
-    P^a with the DAN's grad_zeta a(x^f, 0) at the EnKF's forecast mean x^f (for H = R = I the
-    DAN's Jacobian is its gain, i.e. its P^a)."""
+    on the twin experiment `twin`; at every `every`-th analysis after its spin-up, compare its
+    ensemble P^a with the DAN's grad_zeta a(x^f, 0) at the EnKF's forecast mean x^f (for
+    H = R = I the DAN's Jacobian is its gain, i.e. its P^a)."""
     check_int_at_least("every", every, 1)
     check_int_at_least("k", k, 1)
-    check(n_cycles > spinup, f"cycles={n_cycles} must exceed spinup={spinup}")
     if enkf is None:
         from danlab.filters.enkf_n import EnKFN
         enkf = EnKFN(members)
-    ocfg = obs if isinstance(obs, ObservationConfig) else ObservationConfig(obs, sigma)
-    model = Lorenz96(forcing, inner_dt)
-    twin = make_twin(model, ocfg, nx, dt, trajectories, n_cycles, seed, dtype=dtype)
-    check_operator(a, twin.x0)
-    rec = _Recorder(enkf, spinup, every)
-    res = run_filter(rec, twin, model, spinup=spinup)
+    model, data = twin.build(dtype=dtype)
+    nx = twin.nx
+    check_operator(a, data.x0)
+    rec = _Recorder(enkf, twin.spinup, every)
+    res = run_filter(rec, data, model)
     check(len(rec.xf) > 0, "no analyses were sampled: lower spinup or every")
     xf = torch.stack(rec.xf)                          # (S, B, N)
     p_enkf = torch.stack(rec.pa)                      # (S, B, N, N)

@@ -12,29 +12,26 @@ from torch import Tensor
 from danlab.cycle import run_filter
 from danlab.diagnostics._common import Operator, as_states, check_operator, rows_per_call, safe
 from danlab.diagnostics.covariance import analysis_covariance
-from danlab.dynamics import Lorenz96
-from danlab.errors import check, check_int_at_least, check_positive
+from danlab.errors import check, check_positive
 from danlab.filters import DANFilter
-from danlab.observations import ObservationConfig, projected_innovation
-from danlab.twin import make_twin
+from danlab.observations import projected_innovation
+from danlab.twin import TwinSpec
 
 
 class _RecordingDAN(DANFilter):
     """A DANFilter that keeps (x^f, zeta, mask) of the analyses after `skip` cycles."""
 
-    name = "dan"
-
     def __init__(self, operator, skip: int):
         super().__init__(operator)
         self.skip, self.count, self.xf, self.zeta, self.mask = skip, 0, [], [], []
 
-    def analysis(self, state, y, mask, sigma):
+    def analysis(self, state, y, mask, sigma, **kw):
         if self.count >= self.skip:
             self.xf.append(state.detach().clone())
             self.zeta.append(projected_innovation(y, mask, state, sigma).detach().clone())
             self.mask.append(mask.clone())
         self.count += 1
-        return super().analysis(state, y, mask, sigma)
+        return super().analysis(state, y, mask, sigma, **kw)
 
 
 @dataclass
@@ -49,23 +46,19 @@ class DASamples:
     n_diverged: int
 
 
-def da_samples(
-    a: Operator, nx: int = 40, dt: float = 0.05, obs: ObservationConfig | str = "full",
-    sigma: float = 1.0, n_cycles: int = 600, spinup: int = 100, trajectories: int = 4,
-    seed: int = 2_000_003, forcing: float = 8.0, inner_dt: float = 0.01,
-    dtype: torch.dtype = torch.float64,
-) -> DASamples:
-    """Run the DAN `a` through the cycle engine on a fresh twin experiment; return the
-    forecasts and projected innovations of the cycles after `spinup` (trajectories that
-    diverged are dropped)."""
-    check_int_at_least("spinup", spinup, 0)
-    check(n_cycles > spinup, f"cycles={n_cycles} must exceed spinup={spinup}")
-    ocfg = obs if isinstance(obs, ObservationConfig) else ObservationConfig(obs, sigma)
-    model = Lorenz96(forcing, inner_dt)
-    twin = make_twin(model, ocfg, nx, dt, trajectories, n_cycles, seed, dtype=dtype)
-    check_operator(a, twin.x0)
-    filt = _RecordingDAN(a, spinup)
-    res = run_filter(filt, twin, model, spinup=spinup)
+DA_SAMPLES_TWIN = TwinSpec(trajectories=4, cycles=600, spinup=100, seed=2_000_003)
+
+
+def da_samples(a: Operator, twin: TwinSpec = DA_SAMPLES_TWIN,
+               dtype: torch.dtype = torch.float64) -> DASamples:
+    """Run the DAN `a` through the cycle engine on the twin experiment `twin`; return the
+    forecasts and projected innovations of the cycles after its spin-up (trajectories that
+    diverged are dropped: their count is in the result)."""
+    model, data = twin.build(dtype=dtype)
+    nx, dt = twin.nx, twin.dt
+    check_operator(a, data.x0)
+    filt = _RecordingDAN(a, twin.spinup)
+    res = run_filter(filt, data, model)
     ok = ~res.diverged
     check(bool(ok.any()), f"every DA trajectory diverged at dt={dt}: no samples")
     xf, zeta, mask = (torch.stack(v)[:, ok].reshape(-1, nx)

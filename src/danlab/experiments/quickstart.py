@@ -1,4 +1,5 @@
-"""The quickstart experiment: DAN vs EnKF-N vs 3D-Var at dt = 0.05, full observation, sigma = 1."""
+"""The quickstart experiment: DAN vs EnKF-N vs 3D-Var at dt = 0.05, full observation, sigma = 1,
+all three on the same test trajectories (the twin spec of the training preset)."""
 
 from __future__ import annotations
 
@@ -8,66 +9,68 @@ import torch
 
 from danlab import io
 from danlab.config import preset
-from danlab.cycle import run_filter
-from danlab.dynamics import Lorenz96
+from danlab.cycle import paired_comparison, run_filter
 from danlab.filters import DANFilter, make_filter
-from danlab.observations import ObservationConfig
-from danlab.train import load, train
-from danlab.twin import make_twin
+from danlab.progress import log as stderr_log
+from danlab.runs import load
+from danlab.train import train
 
 
 def quickstart(out: Path, preset_name: str = "cpu", members: int = 40, device: str = "cpu",
-               resume: bool = False, log=print, progress: bool = True, **overrides) -> dict:
+               resume: bool = False, log=stderr_log, progress: bool = True,
+               **overrides) -> dict:
     """Train, compare on the same test trajectories, plot; `overrides` change preset values."""
     cfg = preset(preset_name, **overrides)
     log(f"[1/3] training the {preset_name!r} DAN (N_f={cfg.filters}, {cfg.blocks} blocks, "
         f"S_b={cfg.s_b}, N_iter={cfg.n_iter}; at most {cfg.time_budget:.0f} s)")
     trained = train(cfg, out / "dan", resume=resume, device=device, progress=progress, log=log)
 
-    log("[2/3] running DAN, EnKF-N and 3D-Var on the same test trajectories")
-    model = Lorenz96(cfg.forcing, cfg.inner_dt)
-    twin = make_twin(model, ObservationConfig(cfg.obs, cfg.sigma), cfg.nx, cfg.dt,
-                     cfg.test_trajectories, cfg.test_cycles, cfg.test_seed, device=device)
+    log(f"[2/3] DAN, EnKF-N and 3D-Var on the same test set: {cfg.twin.describe()}")
+    model, twin = cfg.twin.build(device=device)
     methods = {
         "dan": DANFilter(load(out / "dan", dtype=torch.float64, device=device)),
         "enkf-n": make_filter("enkf-n", members=members),
-        "3dvar": make_filter("3dvar", nx=cfg.nx, forcing=cfg.forcing),
+        "3dvar": make_filter("3dvar"),
     }
-    results = {name: run_filter(f, twin, model, spinup=cfg.test_spinup, progress=progress,
+    results = {name: run_filter(f, twin, model, progress=progress,
                                 keep_analyses=(name == "dan"))
                for name, f in methods.items()}
-    rmse = {name: r.rmse for name, r in results.items()}
     for name, r in results.items():
-        _write(out, name, r)
+        _write(out, name, r, methods[name].parameters())
 
     log("[3/3] writing figures")
-    figures = plot(out, twin, results, cfg.test_spinup)
-    table = ["| method | test RMSE | diverged | seconds |", "|---|---|---|---|"]
+    figures = plot(out, twin, results, cfg.twin.spinup)
+    table = ["| method | test RMSE | seconds |", "|---|---|---|"]
     for name, r in results.items():
-        table.append(f"| {name} | {r.rmse:.4f} | {r.n_diverged} | {r.seconds:.1f} |")
-    log("\n".join(table))
-    log(f"training: {trained['steps']} steps in {trained['seconds']:.0f} s; figures in {out}")
-    summary = dict(rmse=rmse, diverged={n: r.n_diverged for n, r in results.items()},
+        table.append(f"| {name} | {r.label()} | {r.seconds:.1f} |")
+    versus = paired_comparison(results["dan"], results["enkf-n"], ("dan", "enkf-n"))
+    table.append(f"\ndan vs enkf-n, paired over {versus['common']} trajectories: "
+                 f"{versus['verdict']}")
+    table.append(f"test set: {cfg.twin.describe()} [{twin.fingerprint()}]")
+    table = "\n".join(table)
+    log(f"training: {trained['steps']} steps in {trained['seconds']:.0f} s (stopped by "
+        f"{trained['stop']}); figures in {out}")
+    summary = dict(rmse={n: r.rmse for n, r in results.items()},
+                   rmse_label={n: r.label() for n, r in results.items()},
+                   diverged={n: r.n_diverged for n, r in results.items()},
+                   dan_vs_enkf_n=versus,
                    training=dict(steps=trained["steps"], seconds=trained["seconds"],
-                                 val_rmse=trained["val_rmse"], throughput=trained["throughput"]),
-                   test=dict(trajectories=cfg.test_trajectories, cycles=cfg.test_cycles,
-                             spinup=cfg.test_spinup, seed=cfg.test_seed),
+                                 stop=trained["stop"], val_rmse=trained["val_rmse"],
+                                 throughput=trained["throughput"]),
+                   test_set=results["dan"].test_set, table=table,
                    figures=[str(p) for p in figures], out=str(out))
     io.write_json(out / "results.json", summary)
-    io.write_text(out / "results.md", "\n".join(table) + "\n")
+    io.write_text(out / "results.md", table + "\n")
     return summary
 
 
-def _write(out: Path, name: str, r) -> None:
+def _write(out: Path, name: str, r, parameters: dict) -> None:
     from danlab.cli.baseline import write_results
 
-    write_results(out, name, r, {"method": name, **r.summary()})
+    write_results(out, name, r, {"method": name, "parameters": parameters, **r.summary()})
 
 
 def plot(out: Path, twin, results: dict, spinup: int) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from danlab.io import read_jsonl
@@ -77,7 +80,7 @@ def plot(out: Path, twin, results: dict, spinup: int) -> list[Path]:
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for name, r in results.items():
         curve = r.rmse_per_cycle.nanmean(1).numpy()
-        ax.plot(curve, lw=0.8, label=f"{name} ({r.rmse:.3f})")
+        ax.plot(curve, lw=0.8, label=f"{name} ({r.label()})")
     ax.axvline(spinup, color="k", lw=0.5, ls=":", label="end of spin-up")
     ax.set(xlabel="cycle", ylabel="RMSE (mean over trajectories)", yscale="log",
            title=f"Analysis RMSE, L96 N_x={twin.nx}, dt={twin.dt}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from torch import Tensor
 
@@ -10,15 +11,15 @@ from danlab.filters.base import SingleStateFilter
 from danlab.observations import projected_innovation
 
 
+@dataclass
 class DANFilter(SingleStateFilter):
     """x^a = x^f + a(x^f, zeta), zeta = H^T R^{-1} (y - H x^f); `operator(xf, zeta)` returns
     the whole increment. Gradients flow through it when the cycle runs with grad enabled."""
 
     name = "dan"
+    operator: Callable[[Tensor, Tensor], Tensor] = field(metadata={"record": False})
 
-    def __init__(self, operator: Callable[[Tensor, Tensor], Tensor]):
-        self.operator = operator
-
-    def analysis(self, state: Tensor, y: Tensor, mask: Tensor, sigma: float) -> Tensor:
+    def analysis(self, state: Tensor, y: Tensor, mask: Tensor, sigma: float, *, model=None,
+                 dt=None) -> Tensor:
         zeta = projected_innovation(y, mask, state, sigma)
         return state + self.operator(state, zeta)

@@ -15,6 +15,8 @@ With these defaults the analysis reproduces DAPPER 1.8.1's ``EnKF_N(N, xN, dual)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import Tensor
 
 from danlab.errors import check, check_positive
@@ -28,8 +30,10 @@ from danlab.filters._ensemble_space import (
     to_eig,
 )
 from danlab.filters.base import EnsembleFilter
+from danlab.spec import param
 
 
+@dataclass(kw_only=True)
 class EnKFN(EnsembleFilter):
     """EnKF-N with N = `members`; ``dirac=True`` selects the Dirac-Jeffreys hyperprior.
 
@@ -38,17 +42,19 @@ class EnKFN(EnsembleFilter):
     """
 
     name = "enkf-n"
+    dirac: bool = param(False, "Dirac-Jeffreys hyperprior (Bocquet, Raanes & Hannart 2015)")
+    dual: bool = param(False, "solve the scalar dual problem for the inflation")
+    xN: float = param(1.0, "hyperprior certainty boost (DAPPER's xN)")
+    g: float = param(0.0, "nullity correction of the hyperprior (DAPPER's g)")
 
-    def __init__(self, members: int, dirac: bool = False, dual: bool = False, xN: float = 1.0,
-                 g: float = 0.0, init_spread: float = 1.0):
-        super().__init__(members, init_spread)
-        check_positive("xN", xN)
-        check(g >= 0, f"g={g!r} is not allowed: it must be >= 0")
-        self.dirac, self.dual, self.xN, self.g = bool(dirac), bool(dual), float(xN), float(g)
-        if self.dirac:
-            self.name = "enkf-n-dirac"
+    def __post_init__(self):
+        super().__post_init__()
+        check_positive("xN", self.xN)
+        check(isinstance(self.g, (int, float)) and self.g >= 0,
+              f"g={self.g!r} is not allowed: it must be >= 0")
 
-    def analysis(self, state: Tensor, y: Tensor, mask: Tensor, sigma: float) -> Tensor:
+    def analysis(self, state: Tensor, y: Tensor, mask: Tensor, sigma: float, *, model=None,
+                 dt=None) -> Tensor:
         n = state.shape[-2]
         mu, Y, dy = normalised_obs(state, y, mask, sigma)
         A = state - mu.unsqueeze(-2)

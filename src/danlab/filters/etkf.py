@@ -7,24 +7,29 @@ then the analysis anomalies are multiplied by `inflation` (as DAPPER's post-anal
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import Tensor
 
 from danlab.errors import check_positive
 from danlab.filters._ensemble_space import eig_gram, normalised_obs, sqrt_update, to_eig
 from danlab.filters.base import EnsembleFilter
+from danlab.spec import param
 
 
+@dataclass(kw_only=True)
 class ETKF(EnsembleFilter):
     """ETKF with N = `members` and multiplicative inflation of the analysis anomalies."""
 
     name = "etkf"
+    inflation: float = param(1.0, "multiplicative inflation of the analysis anomalies")
 
-    def __init__(self, members: int, inflation: float = 1.0, init_spread: float = 1.0):
-        super().__init__(members, init_spread)
-        check_positive("inflation", inflation)
-        self.inflation = float(inflation)
+    def __post_init__(self):
+        super().__post_init__()
+        check_positive("inflation", self.inflation)
 
-    def analysis(self, state: Tensor, y: Tensor, mask: Tensor, sigma: float) -> Tensor:
+    def analysis(self, state: Tensor, y: Tensor, mask: Tensor, sigma: float, *, model=None,
+                 dt=None) -> Tensor:
         mu, Y, dy = normalised_obs(state, y, mask, sigma)
         A = state - mu.unsqueeze(-2)
         lam, V, ok = eig_gram(Y)

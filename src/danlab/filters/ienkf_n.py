@@ -28,6 +28,7 @@ tolerance after max_iter simply keeps its last iterate.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -44,17 +45,19 @@ from danlab.filters._ensemble_space import (
     zeta_a,
 )
 from danlab.filters.base import EnsembleFilter
+from danlab.spec import param
 
 BUNDLE_EPS = 1e-4
 
 
+@dataclass(kw_only=True)
 class IEnKFN(EnsembleFilter):
     """IEnKF-N with N = `members`.
 
     State: a tuple (E0, E) of (B, N, N_x) tensors: E0 the analysis ensemble at the start of the
     window (t_{k-1}) and E = M(E0) the forecast at t_k; after the analysis both are the analysis
     ensemble at t_k (the start of the next window).
-    `forecast` remembers the model and dt it was called with, since `analysis` re-runs them.
+    `analysis` re-runs the model over the window (it gets the model and dt from the engine).
     tol: per-trajectory tolerance on the RMS Gauss-Newton increment (0 = always max_iter);
     variant: "transform" (T-IEnKF) or "bundle" (finite-difference sensitivities);
     dirac: Dirac-Jeffreys hyperprior; xN: hyperprior boost; finite_size=False gives the plain
@@ -62,27 +65,35 @@ class IEnKFN(EnsembleFilter):
     """
 
     name = "ienkf-n"
+    tol: float = param(1e-3, "Gauss-Newton tolerance on the RMS increment of w (0: always "
+                             "max_iter)")
+    max_iter: int = param(10, "Gauss-Newton iterations at most")
+    variant: str = param("transform", "transform (T-IEnKF) or bundle (finite differences)",
+                         choices=("transform", "bundle"))
+    dirac: bool = param(False, "Dirac-Jeffreys hyperprior (Bocquet, Raanes & Hannart 2015)")
+    xN: float = param(1.0, "hyperprior certainty boost (DAPPER's xN)")
+    finite_size: bool = param(True, "finite-size (N) prior; false: the plain IEnKF")
+    #: Gauss-Newton iterations of each trajectory at the last analysis (for diagnostics)
+    last_iterations: Tensor | None = field(default=None, init=False, repr=False,
+                                           metadata={"record": False})
 
-    def __init__(self, members: int, tol: float = 1e-3, max_iter: int = 10,
-                 variant: str = "transform", dirac: bool = False, xN: float = 1.0,
-                 finite_size: bool = True, init_spread: float = 1.0):
-        super().__init__(members, init_spread)
-        check(tol == tol and tol >= 0, f"tol={tol!r} is not allowed: it must be >= 0")
-        check_int_at_least("max_iter", max_iter, 1)
-        check_choice("variant", variant, ("transform", "bundle"))
-        check_positive("xN", xN)
-        self.tol, self.max_iter, self.variant = float(tol), max_iter, variant
-        self.dirac, self.xN, self.finite_size = bool(dirac), float(xN), bool(finite_size)
-        self.eps = BUNDLE_EPS if variant == "bundle" else 1.0
-        self._model, self._dt = None, None
-        self.last_iterations: Tensor | None = None
+    def __post_init__(self):
+        super().__post_init__()
+        check(isinstance(self.tol, (int, float)) and self.tol == self.tol and self.tol >= 0,
+              f"tol={self.tol!r} is not allowed: it must be a number >= 0")
+        check_int_at_least("max_iter", self.max_iter, 1)
+        check_choice("variant", self.variant, ("transform", "bundle"))
+        check_positive("xN", self.xN)
 
-    def init(self, x0: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        E = super().init(x0, generator)
+    @property
+    def eps(self) -> float:
+        return BUNDLE_EPS if self.variant == "bundle" else 1.0
+
+    def init(self, x0: Tensor, streams) -> tuple[Tensor, Tensor]:
+        E = super().init(x0, streams)
         return E, E
 
     def forecast(self, state, model, dt: float) -> tuple[Tensor, Tensor]:
-        self._model, self._dt = model, dt
         E0 = state[0]
         return E0, model.forecast(E0, dt)
 
@@ -96,10 +107,9 @@ class IEnKFN(EnsembleFilter):
         eN, cL = hyperprior_coeffs(lam, n, self.xN, 0.0, self.dirac)
         return zeta_a(eN, cL, (w * w).sum(-1), n)
 
-    def analysis(self, state, y: Tensor, mask: Tensor, sigma: float) -> tuple[Tensor, Tensor]:
-        check(self._model is not None,
-              "IEnKFN.analysis needs a forecast first (it re-runs the model)")
-        model, dt, eps = self._model, self._dt, self.eps
+    def analysis(self, state, y: Tensor, mask: Tensor, sigma: float, *, model,
+                 dt: float) -> tuple[Tensor, Tensor]:
+        eps = self.eps
         E0, Ef = state
         b, n, _ = E0.shape
         n1 = n - 1

@@ -36,21 +36,20 @@ such truncations; docs/linear_zeta.md measures where it happens.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
-from danlab.dynamics import Lorenz96
-from danlab.errors import check, check_choice, check_int_at_least
+from danlab.errors import check_choice, check_int_at_least, check_positive
 from danlab.filters.base import SingleStateFilter
+from danlab.spec import param
 from danlab.observations import projected_innovation
 
 ALGORITHMS = ("A1", "A2")
-# (steps T, scale) tuned at dt = 0.05, eps = 1 (docs/linear_zeta.md): the CLI defaults
-TUNED = {"A1": (5, 0.03), "A2": (10, 0.5)}
 
 
-def backtrack(model: Lorenz96, x: Tensor, dt: float, steps: int,
+def backtrack(model, x: Tensor, dt: float, steps: int,
               max_abs: float = 50.0) -> tuple[list[Tensor], list[Tensor]]:
     """[x_0, x_{-1}, ..., x_{-steps}] by integrating backward, and for each a (B,) flag that it
     and every later state are finite and bounded by max_abs. A bad state is replaced by its
@@ -59,25 +58,11 @@ def backtrack(model: Lorenz96, x: Tensor, dt: float, steps: int,
     ok = [torch.isfinite(x).all(-1) & (x.abs().amax(-1) <= max_abs)]
     with torch.no_grad():
         for _ in range(steps):
-            nxt = model.forecast(xs[-1], -dt)
+            nxt = model.backward(xs[-1], dt)
             good = ok[-1] & torch.isfinite(nxt).all(-1) & (nxt.abs().amax(-1) <= max_abs)
             xs.append(torch.where(good.unsqueeze(-1), nxt, xs[-1]))
             ok.append(good)
     return xs, ok
-
-
-def tangent_rows(model: Lorenz96, x: Tensor, e: Tensor, dt: float) -> Tensor:
-    """M'(x) applied to each row of e (B, n, N_x), x (B, N_x), over time dt.
-
-    For Lorenz96 this is `Lorenz96.forecast_tangent`, the RK4 tangent-linear scheme written out
-    (the primal computed once for all n rows: about 25 times faster on CPU than forward-mode
-    autodiff of the batched forecast, and equal to `model.tangent_linear` to rounding error, see
-    tests); any other model goes through `model.tangent_linear`."""
-    if type(model) is not Lorenz96:
-        xs = x.unsqueeze(-2).expand_as(e).contiguous()
-        return model.tangent_linear(xs, e.contiguous(), dt)[1]
-    # the primal rides along once, broadcast against the n tangent rows
-    return model.forecast_tangent(x.unsqueeze(-2), e, dt)[1]
 
 
 def sqrt_analysis(e: Tensor, d: Tensor) -> Tensor:
@@ -97,33 +82,34 @@ def kalman_increment(f: Tensor, d: Tensor, zeta: Tensor) -> Tensor:
     return (f.transpose(-1, -2) @ c).squeeze(-1)
 
 
+@dataclass
 class SakovFilter(SingleStateFilter):
     """Algorithm A1 or A2 of Sakov (2025) as described in Sect. 3.1.3 (see the module docstring).
 
-    The state is x (B, N_x). `forecast` records the model and dt (the backtracking step is the
-    cycle's dt); `analysis` builds P^f(x^f) and applies the Kalman update. Parameters: algorithm
-    A1 | A2, steps T (analysis steps backtracked), eps, scale (multiplicative on P^f), max_abs
-    (bound beyond which a backtracked state counts as blown up)."""
+    The state is x (B, N_x); `analysis` backtracks x^f with the model's backward step, builds
+    P^f(x^f) and applies the Kalman update. Parameters: algorithm A1 | A2, steps T (analysis
+    steps backtracked), eps, scale (multiplicative on P^f), max_abs (bound beyond which a
+    backtracked state counts as blown up). The defaults of `SakovA1` / `SakovA2` are the values
+    tuned at dt = 0.05 (docs/linear_zeta.md)."""
 
-    def __init__(self, algorithm: str = "A1", steps: int = 10, eps: float = 1.0,
-                 scale: float = 1.0, max_abs: float = 50.0):
-        check_choice("algorithm", algorithm, ALGORITHMS)
-        check_int_at_least("steps", steps, 1)
-        for name, v in (("eps", eps), ("scale", scale), ("max_abs", max_abs)):
-            check(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                  and v > 0, f"{name}={v!r} is not allowed: it must be a finite number > 0")
-        self.algorithm, self.steps = algorithm, steps
-        self.eps, self.scale, self.max_abs = float(eps), float(scale), float(max_abs)
-        self.name = f"sakov-{algorithm.lower()}"
-        self.stats = dict(cycles=0, truncated=0)  # trajectory-cycles whose backtrack blew up
-        self._model: Lorenz96 | None = None
-        self._dt: float | None = None
+    name = "sakov"
+    requires = ("backward",)
+    algorithm: str = "A1"
+    steps: int = param(10, "analysis steps T backtracked (keep T <~ 20 at dt = 0.05)")
+    eps: float = param(1.0, "initial spread eps of the backtracked perturbations")
+    scale: float = param(1.0, "multiplicative scale of P^f (tune it with `danlab tune-sakov`)")
+    max_abs: float = param(50.0, "bound beyond which a backtracked state counts as blown up")
+    #: trajectory-cycles run, and those whose backtrack blew up (shorter effective T)
+    stats: dict = field(default_factory=lambda: dict(cycles=0, truncated=0), init=False,
+                        repr=False, metadata={"record": False})
 
-    def forecast(self, state: Tensor, model: Lorenz96, dt: float) -> Tensor:
-        self._model, self._dt = model, dt
-        return model.forecast(state, dt)
+    def __post_init__(self):
+        check_choice("algorithm", self.algorithm, ALGORITHMS)
+        check_int_at_least("steps", self.steps, 1)
+        for name in ("eps", "scale", "max_abs"):
+            check_positive(name, getattr(self, name))
 
-    def sqrt_pf(self, model: Lorenz96, xf: Tensor, dt: float, mask: Tensor | None = None,
+    def sqrt_pf(self, model, xf: Tensor, dt: float, mask: Tensor | None = None,
                 sigma: float = 1.0) -> Tensor:
         """Rows E (B, N_x, N_x) with P^f(x^f) = E^T E (before `scale`). A2's intermediate
         analyses observe the sites of `mask` (default: all) with R = sigma^2 I."""
@@ -138,33 +124,37 @@ class SakovFilter(SingleStateFilter):
             for k in range(self.steps, 0, -1):  # from tau_{-T} to tau_{-1}, then to tau_0
                 if self.algorithm == "A2":
                     e = sqrt_analysis(e, d)
-                e = tangent_rows(model, xs[k], e, dt)
+                e = model.tangent_rows(xs[k], e, dt)
                 e = torch.where(ok[k][..., None, None], e, eye)  # restart after a blow-up
         self.stats["cycles"] += int(ok[0].numel())
         self.stats["truncated"] += int((~ok[-1]).sum())
         return e
 
-    def analysis(self, state: Tensor, y: Tensor, mask: Tensor, sigma: float) -> Tensor:
-        check(self._model is not None, "SakovFilter.analysis needs a forecast first")
-        e = self.sqrt_pf(self._model, state, self._dt, mask, sigma)
+    def analysis(self, state: Tensor, y: Tensor, mask: Tensor, sigma: float, *, model,
+                 dt: float) -> Tensor:
+        e = self.sqrt_pf(model, state, dt, mask, sigma)
         zeta = projected_innovation(y, mask, state, sigma)
         d = mask.to(state.dtype) / sigma**2
         return state + kalman_increment(math.sqrt(self.scale) * e, d, zeta)
 
 
-def tune_sakov(twin, model: Lorenz96, algorithm: str = "A1", steps: int = 10, eps: float = 1.0,
-               scales=(0.05, 0.1, 0.2, 0.5, 1.0, 2.0), spinup: int = 100,
-               max_abs: float = 50.0) -> tuple[float, dict[float, float]]:
-    """Scan the multiplicative scale on a (short) twin run; returns (best scale, {scale: rmse}).
-    Diverged or NaN runs score inf."""
-    from danlab.cycle import run_filter
+@dataclass
+class SakovA1(SakovFilter):
+    """Sakov's A1: tangent-linear propagation of eps I; defaults tuned at dt = 0.05."""
 
-    check(len(scales) > 0, "scales=() is not allowed: give at least one scale")
-    scores = {}
-    for s in scales:
-        filt = SakovFilter(algorithm, steps, eps, float(s), max_abs)
-        res = run_filter(filt, twin, model, spinup=spinup)
-        r = res.rmse if res.n_diverged == 0 and math.isfinite(res.rmse) else float("inf")
-        scores[float(s)] = r
-    best = min(scores, key=scores.get)
-    return best, scores
+    name = "sakov-a1"
+    algorithm: str = field(default="A1", init=False)
+    steps: int = param(5, "analysis steps T backtracked (keep T <~ 20 at dt = 0.05)")
+    scale: float = param(0.03, "multiplicative scale of P^f (tune it with `danlab tune-sakov`)")
+
+
+@dataclass
+class SakovA2(SakovFilter):
+    """Sakov's A2: a square-root Kalman covariance recursion; defaults tuned at dt = 0.05."""
+
+    name = "sakov-a2"
+    algorithm: str = field(default="A2", init=False)
+    steps: int = param(10, "analysis steps T backtracked (keep T <~ 20 at dt = 0.05)")
+    scale: float = param(0.5, "multiplicative scale of P^f (tune it with `danlab tune-sakov`)")
+
+

@@ -14,51 +14,64 @@ that is not PSD) gets NaN, which the cycle engine flags as diverged.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
-from danlab.dynamics import Lorenz96
-from danlab.errors import check, check_int_at_least, check_positive
+from danlab.errors import check, check_positive
 from danlab.filters.base import SingleStateFilter
+from danlab.spec import param
 
-DEFAULT_SCALES = (0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.07, 0.1, 0.2, 0.5, 1.0)
 DEFAULT_SCALE = 0.02  # tuned at N_x=40, F=8, dt=0.05, full obs, sigma=1 (docs/baselines.md)
 
 
+@dataclass
 class Var3D(SingleStateFilter):
-    """3D-Var on a single state (B, N_x) with background covariance `scale * B` (N_x, N_x)."""
+    """3D-Var on a single state (B, N_x) with background covariance `scale * B` (N_x, N_x);
+    B defaults to the model's climatological covariance at the state's N_x."""
 
     name = "3dvar"
+    scale: float = param(DEFAULT_SCALE, "scale of the climatological B (tune it with "
+                                        "`danlab tune-3dvar`)")
+    B: Tensor | None = field(default=None, repr=False, metadata={"record": False})
+    _gain: dict = field(default_factory=dict, init=False, repr=False, metadata={"record": False})
 
-    def __init__(self, B: Tensor, scale: float = 1.0):
-        B = torch.as_tensor(B)
-        check(B.dim() == 2 and B.shape[0] == B.shape[1] and B.shape[0] >= 1,
-              f"B of shape {tuple(B.shape)} is not allowed: it must be a square (N_x, N_x) matrix")
-        check(bool(torch.isfinite(B).all()), "B is not allowed: it has non-finite entries")
-        check_positive("scale", scale)
-        self.B = 0.5 * (B + B.T) * float(scale)
-        self.scale = float(scale)
-        self._gain: dict = {}
+    def __post_init__(self):
+        check_positive("scale", self.scale)
+        if self.B is not None:
+            B = torch.as_tensor(self.B)
+            check(B.dim() == 2 and B.shape[0] == B.shape[1] and B.shape[0] >= 1,
+                  f"B of shape {tuple(B.shape)} is not allowed: it must be a square (N_x, N_x) "
+                  "matrix")
+            check(bool(torch.isfinite(B).all()), "B is not allowed: it has non-finite entries")
+            self.B = 0.5 * (B + B.T)
 
-    def _full_gain(self, sigma: float, like: Tensor) -> Tensor:
-        key = (float(sigma), like.device, like.dtype)
+    def background(self, model, nx: int) -> Tensor:
+        """scale * B (N_x, N_x), float64 on the CPU."""
+        if self.B is None:
+            self.B = model.climatology(nx).covariance
+        check(self.B.shape[0] == nx, f"B of size {self.B.shape[0]} does not match N_x={nx}")
+        return self.scale * self.B.double()
+
+    def _full_gain(self, B: Tensor, sigma: float, like: Tensor) -> Tensor:
+        key = (float(sigma), like.device, like.dtype, B.shape[0])
         if key not in self._gain:
-            B = self.B.to(device=like.device, dtype=torch.float64)
-            C = B + sigma**2 * torch.eye(B.shape[0], dtype=B.dtype, device=B.device)
+            C = B + sigma**2 * torch.eye(B.shape[0], dtype=B.dtype)
             # K = B C^{-1} = (C^{-1} B)^T since both are symmetric
-            self._gain[key] = torch.linalg.solve(C, B).T.to(like.dtype)
+            self._gain[key] = torch.linalg.solve(C, B).T.to(device=like.device, dtype=like.dtype)
         return self._gain[key]
 
-    def analysis(self, state: Tensor, y: Tensor, mask: Tensor, sigma: float) -> Tensor:
+    def analysis(self, state: Tensor, y: Tensor, mask: Tensor, sigma: float, *, model=None,
+                 dt=None) -> Tensor:
         nx = state.shape[-1]
-        check(self.B.shape[0] == nx, f"B of size {self.B.shape[0]} does not match N_x={nx}")
+        check(model is not None or self.B is not None,
+              "3dvar needs B or the model (for its climatological covariance)")
+        B64 = self.background(model, nx)
         d = torch.where(mask, y - state, torch.zeros_like(state))
         if bool(mask.all()):
-            return state + d @ self._full_gain(sigma, state).T
-        B = self.B.to(device=state.device, dtype=state.dtype)
+            return state + d @ self._full_gain(B64, sigma, state).T
+        B = B64.to(device=state.device, dtype=state.dtype)
         m = mask.to(state.dtype)
         C = m.unsqueeze(-1) * B * m.unsqueeze(-2)
         diag = torch.where(mask, torch.full_like(m, sigma**2), torch.ones_like(m))
@@ -70,54 +83,3 @@ class Var3D(SingleStateFilter):
         z = torch.cholesky_solve(d.unsqueeze(-1), L).squeeze(-1) * m
         xa = state + z @ B
         return torch.where(ok.unsqueeze(-1), xa, torch.full_like(xa, float("nan")))
-
-
-def climatological_covariance(
-    model: Lorenz96, nx: int, n_trajectories: int = 32, n_samples: int = 200,
-    interval: float = 0.2, seed: int = 12345, dtype=torch.float64,
-) -> Tensor:
-    """Covariance (N_x, N_x) of states on the attractor: n_trajectories independent truth runs
-    (started by danlab.twin.attractor_states), each sampled n_samples times every `interval`."""
-    from danlab.twin import attractor_states
-
-    check_int_at_least("nx", nx, 4)
-    check_int_at_least("n_trajectories", n_trajectories, 1)
-    check_int_at_least("n_samples", n_samples, 2)
-    check_positive("interval", interval)
-    x = attractor_states(model, n_trajectories, nx, seed)
-    samples = []
-    with torch.no_grad():
-        for _ in range(n_samples):
-            x = model.forecast(x, interval)
-            samples.append(x)
-    X = torch.cat(samples)
-    X = X - X.mean(0)
-    return (X.T @ X / (X.shape[0] - 1)).to(dtype)
-
-
-def tune_3dvar(
-    model: Lorenz96, nx: int = 40, dt: float = 0.05, obs=None,
-    scales: Sequence[float] = DEFAULT_SCALES, n_trajectories: int = 8, n_cycles: int = 1000,
-    spinup: int = 200, seed: int = 0, B: Tensor | None = None, dtype=torch.float64,
-) -> tuple[float, list[tuple[float, float]]]:
-    """Scan the scale factor of the climatological B on a short twin run.
-
-    Returns (best scale, [(scale, test RMSE), ...]); diverged runs count as RMSE inf. Every scale
-    is scored on the same twin trajectories (paired comparison)."""
-    from danlab.cycle import run_filter
-    from danlab.observations import ObservationConfig
-    from danlab.twin import make_twin
-
-    check(len(scales) >= 1, "scales=() is not allowed: give at least one scale")
-    for s in scales:
-        check_positive("scale", s)
-    obs = obs if obs is not None else ObservationConfig()
-    B = climatological_covariance(model, nx) if B is None else torch.as_tensor(B)
-    twin = make_twin(model, obs, nx, dt, n_trajectories, n_cycles, seed=seed, dtype=dtype)
-    table = []
-    for s in scales:
-        res = run_filter(Var3D(B, s), twin, model, spinup=spinup, seed=seed)
-        rmse = res.rmse if res.n_diverged == 0 and math.isfinite(res.rmse) else float("inf")
-        table.append((float(s), float(rmse)))
-    best = min(table, key=lambda t: t[1])[0]
-    return best, table

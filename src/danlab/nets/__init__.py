@@ -1,8 +1,9 @@
 """Learned analysis operators a_theta(x^f, zeta) -> increment, all (..., N_x) -> (..., N_x).
 
 Each net module registers a builder with `@register_net(name)`; `build_net(cfg)` makes the
-module named by `cfg.net` from a TrainConfig. Every net is an nn.Module whose
-`forward(xf, zeta)` returns the whole increment x^a - x^f (the alpha*zeta term included).
+module named by `cfg.net` from a TrainConfig, its inputs normalised by the climatology of the
+config's model. Every net is an nn.Module whose `forward(xf, zeta)` returns the whole increment
+x^a - x^f (the alpha*zeta term included); they share the trunk of `nets.trunk`.
 """
 
 from __future__ import annotations
@@ -24,9 +25,14 @@ def register_net(name: str):
     return deco
 
 
-def build_net(cfg) -> nn.Module:
+def build_net(cfg, climatology: tuple[float, float] | None = None) -> nn.Module:
+    """The analysis operator of a TrainConfig; `climatology` (mean, std) defaults to the
+    model's at the config's N_x."""
     check_choice("net", cfg.net, tuple(NET_BUILDERS))
-    return NET_BUILDERS[cfg.net](cfg)
+    if climatology is None:
+        clim = cfg.twin.make_model().climatology(cfg.twin.nx)
+        climatology = (clim.mean, clim.std)
+    return NET_BUILDERS[cfg.net](cfg, climatology)
 
 
 # net modules register themselves on import

@@ -25,10 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from danlab.dynamics import Lorenz96
-from danlab.errors import check, check_choice, check_int_at_least
+from danlab.errors import check, check_int_at_least
 from danlab.nets import register_net
-from danlab.nets.cnn import ACTIVATIONS, ResidualBlock, circular_conv
+from danlab.nets.trunk import AlphaTerm, Normalise, Trunk, activation
 
 
 def site_conv(u: Tensor, w: Tensor) -> Tensor:
@@ -45,22 +44,20 @@ class HyperDAN(nn.Module):
     """increment = sigma^2 * [site conv W2(x^f)] [site conv W1(x^f)] zeta (+ alpha zeta)."""
 
     def __init__(self, filters: int = 32, kernel: int = 5, blocks: int = 4,
-                 activation: str = "gelu", channels: int = 4, hyper_kernel: int = 5,
+                 activation_name: str = "gelu", channels: int = 4, hyper_kernel: int = 5,
                  alpha: bool = True, sigma: float = 1.0,
-                 climatology: tuple[float, float] = Lorenz96.climatology):
+                 climatology: tuple[float, float] = (0.0, 1.0)):
         super().__init__()
-        check_choice("activation", activation, tuple(ACTIVATIONS))
+        act = activation(activation_name)
         check_int_at_least("channels", channels, 1)
         check(isinstance(hyper_kernel, int) and hyper_kernel >= 1 and hyper_kernel % 2 == 1,
               f"hyper_kernel={hyper_kernel!r} is not allowed: it must be an odd integer >= 1")
-        act = ACTIVATIONS[activation]
         self.sigma = float(sigma)
         self.channels, self.k = channels, hyper_kernel
-        self.register_buffer("clim", torch.tensor(climatology, dtype=torch.float32))
+        self.norm = Normalise(*climatology)
         n1 = channels * hyper_kernel  # W1: C x 1 x k
         self.n1 = n1
-        self.lift = circular_conv(1, filters, kernel)
-        self.blocks = nn.Sequential(*[ResidualBlock(filters, kernel, act) for _ in range(blocks)])
+        self.trunk = Trunk(1, filters, kernel, blocks, act)
         self.head = nn.Sequential(act(), nn.Conv1d(filters, 2 * n1, 1))
         nn.init.zeros_(self.head[1].weight)
         nn.init.zeros_(self.head[1].bias)
@@ -72,13 +69,12 @@ class HyperDAN(nn.Module):
             base2[0, 0, hyper_kernel // 2] = 0.5
         self.base1 = nn.Parameter(base1)
         self.base2 = nn.Parameter(base2)
-        self.alpha = nn.Parameter(torch.tensor(self.sigma**2)) if alpha else None
+        self.alpha_term = AlphaTerm(self.sigma, alpha)
 
     def kernels(self, xf: Tensor) -> tuple[Tensor, Tensor]:
         """Site-dependent kernels W1 (B, C, 1, k, N), W2 (B, 1, C, k, N) for xf (B, N)."""
         nx = xf.shape[-1]
-        mean, std = self.clim[0], self.clim[1]
-        h = self.head(self.blocks(self.lift(((xf - mean) / std).reshape(-1, 1, nx))))
+        h = self.head(self.trunk(self.norm(xf).reshape(-1, 1, nx)))
         b = h.shape[0]
         c, k = self.channels, self.k
         w1 = self.base1.unsqueeze(-1) + h[:, :self.n1].reshape(b, c, 1, k, nx)
@@ -90,14 +86,12 @@ class HyperDAN(nn.Module):
         w1, w2 = self.kernels(xf.reshape(-1, nx))
         u = site_conv((self.sigma * zeta).reshape(-1, 1, nx), w1)
         out = self.sigma * site_conv(u, w2).reshape(*batch, nx)
-        if self.alpha is not None:
-            out = out + self.alpha * zeta
-        return out
+        return self.alpha_term(out, zeta)
 
 
 @register_net("hyper")
-def build_hyper(cfg) -> HyperDAN:
+def build_hyper(cfg, climatology) -> HyperDAN:
     """channels = cfg.columns (the hidden channels of the zeta network), hyper_kernel =
     cfg.kernel."""
     return HyperDAN(cfg.filters, cfg.kernel, cfg.blocks, cfg.activation, cfg.columns,
-                    cfg.kernel, cfg.alpha, cfg.sigma)
+                    cfg.kernel, cfg.alpha, cfg.twin.sigma, climatology)

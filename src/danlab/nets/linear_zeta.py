@@ -14,7 +14,7 @@ Initialisation (our choice, see docs/linear_zeta.md): the head's bias makes ever
 the same constant, so the initial P^a is about s0 * rho, a stationary localised covariance
 (diag s0), and gradients reach the CNN at once (X = 0 would be a saddle); the head's weights
 keep a small random init, because columns that start identical get identical gradients for ever
-and X X^T stays rank one (the bug behind our first linear-zeta results). With alpha (Eq. 22,
+and X X^T stays rank one. With alpha (Eq. 22,
 cnn.py's convention: alpha starts at sigma^2, x^a = y when H = I) s0 is 0.01 sigma^2, so the
 start is the observation-only filter, as for the residual CNN. Without alpha,
 s0 = 0.9 sigma^2 / max_k rho_hat(k) (rho_hat: the taper's spectrum; N_x without localisation),
@@ -31,10 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from danlab.dynamics import Lorenz96
-from danlab.errors import check, check_choice, check_int_at_least
+from danlab.errors import check, check_int_at_least
 from danlab.nets import register_net
-from danlab.nets.cnn import ACTIVATIONS, ResidualBlock, circular_conv
+from danlab.nets.trunk import AlphaTerm, Normalise, Trunk, activation
 
 
 def gaspari_cohn(r: Tensor) -> Tensor:
@@ -133,21 +132,19 @@ class LinearZetaDAN(nn.Module):
     """increment = rho o (X X^T) zeta (+ alpha zeta); X(x^f) from a circular residual CNN."""
 
     def __init__(self, filters: int = 32, kernel: int = 5, blocks: int = 4,
-                 activation: str = "gelu", columns: int = 8, loc_radius: float = 4.0,
+                 activation_name: str = "gelu", columns: int = 8, loc_radius: float = 4.0,
                  alpha: bool = True, sigma: float = 1.0,
-                 climatology: tuple[float, float] = Lorenz96.climatology, nx_init: int = 40):
+                 climatology: tuple[float, float] = (0.0, 1.0), nx_init: int = 40):
         super().__init__()
-        check_choice("activation", activation, tuple(ACTIVATIONS))
+        act = activation(activation_name)
         check_int_at_least("columns", columns, 1)
         check(math.isfinite(loc_radius) and loc_radius >= 0,
               f"loc_radius={loc_radius!r} is not allowed: it must be a finite number >= 0")
-        act = ACTIVATIONS[activation]
         self.sigma = float(sigma)
         self.columns = columns
         self.loc_radius = float(loc_radius)
-        self.register_buffer("clim", torch.tensor(climatology, dtype=torch.float32))
-        self.lift = circular_conv(1, filters, kernel)
-        self.blocks = nn.Sequential(*[ResidualBlock(filters, kernel, act) for _ in range(blocks)])
+        self.norm = Normalise(*climatology)
+        self.trunk = Trunk(1, filters, kernel, blocks, act)
         self.head = nn.Sequential(act(), nn.Conv1d(filters, columns, 1))
         # initial X: constant columns, P^a = s0 rho (see the module docstring)
         if alpha:
@@ -164,31 +161,27 @@ class LinearZetaDAN(nn.Module):
         # start a stationary localised covariance plus a small random state dependence.
         nn.init.constant_(self.head[1].bias, math.sqrt(s0 / columns) / self.sigma
                           / float(self.x_unit))
-        self.alpha = nn.Parameter(torch.tensor(self.sigma**2)) if alpha else None
+        self.alpha_term = AlphaTerm(self.sigma, alpha)
 
     def anomalies(self, xf: Tensor) -> Tensor:
         """X^a(x^f): (..., n_cols, N_x), the columns of X as rows."""
         batch, nx = xf.shape[:-1], xf.shape[-1]
-        mean, std = self.clim[0], self.clim[1]
-        h = ((xf - mean) / std).reshape(-1, 1, nx)
-        h = self.head(self.blocks(self.lift(h)))
+        h = self.head(self.trunk(self.norm(xf).reshape(-1, 1, nx)))
         return (self.sigma * self.x_unit * h).reshape(*batch, self.columns, nx)
 
     def covariance(self, xf: Tensor) -> Tensor:
         """The explicit P^a(x^f) = rho o X X^T (+ alpha I): dense, for diagnostics at small N_x."""
         p = dense_covariance(self.anomalies(xf), self.loc_radius)
-        if self.alpha is not None:
-            p = p + self.alpha * torch.eye(xf.shape[-1], dtype=p.dtype, device=p.device)
-        return p
+        eye = torch.eye(xf.shape[-1], dtype=p.dtype, device=p.device)
+        return self.alpha_term(p, eye)
 
     def forward(self, xf: Tensor, zeta: Tensor) -> Tensor:
         out = localized_product(self.anomalies(xf), zeta, self.loc_radius)
-        if self.alpha is not None:
-            out = out + self.alpha * zeta
-        return out
+        return self.alpha_term(out, zeta)
 
 
 @register_net("linear-zeta")
-def build_linear_zeta(cfg) -> LinearZetaDAN:
+def build_linear_zeta(cfg, climatology) -> LinearZetaDAN:
     return LinearZetaDAN(cfg.filters, cfg.kernel, cfg.blocks, cfg.activation, cfg.columns,
-                         cfg.loc_radius, cfg.alpha, cfg.sigma, nx_init=cfg.nx)
+                         cfg.loc_radius, cfg.alpha, cfg.twin.sigma, climatology,
+                         nx_init=cfg.twin.nx)

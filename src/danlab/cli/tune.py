@@ -1,0 +1,68 @@
+"""Tuning commands: scan one parameter of a method on a twin kept apart from the test set,
+refine the grid around the minimum, and write the result for `danlab baseline --tuned FILE`."""
+
+from __future__ import annotations
+
+from danlab.cli._common import add_output_options, add_twin_options, parse_list, print_json, \
+    twin_from_args
+
+COMMANDS = {
+    # command: (method(s), parameter, default values, help)
+    "tune-3dvar": (("3dvar",), "scale",
+                   "0.005,0.01,0.015,0.02,0.025,0.03,0.04,0.05,0.07,0.1,0.2,0.5,1",
+                   "tune the scale of 3D-Var's static B"),
+    "tune-sakov": (("sakov-a1", "sakov-a2"), "scale", "0.01,0.02,0.03,0.05,0.1,0.2,0.5,1,2",
+                   "tune the scale of Sakov's A1/A2 P^f"),
+}
+
+
+def register(sub) -> None:
+    from danlab.tune import TUNING_TWIN
+
+    for command, (methods, parameter, values, helptext) in COMMANDS.items():
+        p = sub.add_parser(command, help=helptext, description=__doc__)
+        if len(methods) > 1:
+            p.add_argument("--method", default=methods[0], metavar="|".join(methods),
+                           help=f"the method (default: {methods[0]})")
+            p.add_argument("--steps", type=int, default=None,
+                           help="analysis steps T backtracked (default: the method's)")
+            p.add_argument("--eps", type=float, default=None,
+                           help="initial spread eps (default: the method's)")
+        p.add_argument("--values", default=values, metavar="LIST",
+                       help=f"comma-separated {parameter} values to scan (default: {values})")
+        p.add_argument("--rounds", type=int, default=2,
+                       help="refinements around the best value (default: 2)")
+        add_twin_options(p, TUNING_TWIN)
+        add_output_options(p, dtype=None, out=None)
+        p.add_argument("--out", default=None, metavar="FILE",
+                       help="write the result (JSON) here, for `danlab baseline --tuned FILE`")
+        p.set_defaults(func=run, methods=methods, parameter=parameter)
+
+
+def run(args) -> int:
+    from danlab.errors import check_choice, check_int_at_least
+    from danlab.progress import log, quiet
+    from danlab.tune import TUNING_TWIN, tune
+
+    method = getattr(args, "method", args.methods[0])
+    check_choice("method", method, args.methods)
+    check_int_at_least("rounds", args.rounds, 0)
+    fixed = {k: getattr(args, k) for k in ("steps", "eps") if getattr(args, k, None) is not None}
+    twin = twin_from_args(args, TUNING_TWIN)
+    values = parse_list(args.values, float, "values")
+    (quiet if args.json else log)(f"tuning {method} {args.parameter} on {twin.describe()}")
+    t = tune(method, args.parameter, values, twin, rounds=args.rounds,
+             log=None if args.json else log, **fixed)
+    if args.out:
+        t.write(args.out)
+    if args.json:
+        print_json({"method": t.method, "parameter": t.parameter, "best": t.best,
+                    "table": [{"value": v, "rmse": r} for v, r in t.table], "twin": t.twin,
+                    "fixed": t.fixed, "out": args.out})
+    else:
+        print(f"| {t.parameter} | tuning RMSE |\n|---|---|")
+        for v, r in t.table:
+            print(f"| {v:.6g} | {r:.4f} |")
+        use = f"--tuned {args.out}" if args.out else f"--{t.parameter} {t.best:.6g}"
+        print(f"best {t.parameter}: {t.best:.6g} (danlab baseline --method {method} {use})")
+    return 0

@@ -1,0 +1,72 @@
+"""What every analysis operator shares: the normalised inputs, a circular residual CNN trunk,
+and the alpha * zeta term of Eq. 22."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from danlab.errors import check_choice
+
+ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU}
+
+
+def activation(name: str, linear: bool = False) -> type[nn.Module]:
+    check_choice("activation", name, tuple(ACTIVATIONS))
+    return nn.Identity if linear else ACTIVATIONS[name]
+
+
+def circular_conv(c_in: int, c_out: int, kernel: int) -> nn.Conv1d:
+    return nn.Conv1d(c_in, c_out, kernel, padding=kernel // 2, padding_mode="circular")
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, channels: int, kernel: int, act: type[nn.Module]):
+        super().__init__()
+        self.body = nn.Sequential(act(), circular_conv(channels, channels, kernel),
+                                  act(), circular_conv(channels, channels, kernel))
+
+    def forward(self, h: Tensor) -> Tensor:
+        return h + self.body(h)
+
+
+class Trunk(nn.Module):
+    """lift conv(k) to N_f channels, then `blocks` residual blocks; every convolution circular
+    over the sites, so the trunk is translation-equivariant and independent of N_x."""
+
+    def __init__(self, c_in: int, filters: int, kernel: int, blocks: int,
+                 act: type[nn.Module]):
+        super().__init__()
+        self.lift = circular_conv(c_in, filters, kernel)
+        self.blocks = nn.Sequential(*[ResidualBlock(filters, kernel, act) for _ in range(blocks)])
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.blocks(self.lift(h))
+
+
+class Normalise(nn.Module):
+    """(x - mean) / std with the model's climatological mean and spread (buffers, so a
+    checkpoint carries the constants it was trained with)."""
+
+    def __init__(self, mean: float, std: float):
+        super().__init__()
+        self.register_buffer("clim", torch.tensor((mean, std), dtype=torch.float32))
+
+    @property
+    def std(self) -> Tensor:
+        return self.clim[1]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.clim[0]) / self.clim[1]
+
+
+class AlphaTerm(nn.Module):
+    """alpha * zeta (Eq. 22) with a trainable alpha starting at sigma^2, so that x^a = y when
+    H = I at the start; `enabled=False` gives Eq. 2 (no such term)."""
+
+    def __init__(self, sigma: float, enabled: bool = True):
+        super().__init__()
+        self.alpha = nn.Parameter(torch.tensor(float(sigma) ** 2)) if enabled else None
+
+    def forward(self, out: Tensor, zeta: Tensor) -> Tensor:
+        return out if self.alpha is None else out + self.alpha * zeta

@@ -1,0 +1,454 @@
+"""The units the training loop (danlab.train) is made of: the cycling training data, one
+training session (network, optimiser, counters) with its step, validation and checkpoint, the
+learning-rate schedule, snapshots, stop signals, and the data-parallel group.
+
+Data parallelism (torchrun, or `--workers`): every process holds the same N_r trajectories and
+draws the same observation noise for the whole batch, advances its own slice of the batch, and
+the slices are gathered back, so K processes follow exactly the trajectory of one process on the
+combined batch (to the rounding of the gradient all-reduce).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from danlab import io, rng
+from danlab.config import TrainConfig, n_validation, to_toml
+from danlab.cycle import DEFAULT_DIVERGENCE, cycle
+from danlab.errors import DanlabError
+from danlab.filters.dan import DANFilter
+from danlab.nets import build_net
+from danlab.runs import BEST, CHECKPOINT, load_checkpoint, weights_of
+
+MAX_ROLLBACKS = 8  # non-finite losses tolerated (each halves the learning rate)
+
+
+@dataclass
+class Faults:
+    """Fault injection for tests: poison the loss at step `nan_at`, act as if SIGINT arrived
+    at step `stop_at`. Tests set them with monkeypatch; they are not part of the API."""
+
+    nan_at: int | None = None
+    stop_at: int | None = None
+
+
+FAULTS = Faults()
+
+
+class Stop(Exception):
+    """A stop signal: the checkpoint is saved, then the run exits (resume continues it)."""
+
+
+def dtype_of(cfg: TrainConfig) -> torch.dtype:
+    return torch.float64 if cfg.dtype == "float64" else torch.float32
+
+
+# --- the data-parallel group ---------------------------------------------------------------
+
+@dataclass
+class Group:
+    """This process's place in a data-parallel group (world 1: a single process)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @classmethod
+    def from_env(cls, device: torch.device) -> Group:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world == 1:
+            return cls()
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        return cls(dist.get_rank(), dist.get_world_size())
+
+    def shard(self, n: int) -> slice:
+        per = n // self.world
+        return slice(self.rank * per, (self.rank + 1) * per)
+
+    def gather(self, local: torch.Tensor) -> torch.Tensor:
+        """Concatenate every rank's equal-sized slice (dim 0), in rank order."""
+        if self.world == 1:
+            return local
+        parts = [torch.empty_like(local) for _ in range(self.world)]
+        dist.all_gather(parts, local.contiguous())
+        return torch.cat(parts)
+
+    def mean(self, value: torch.Tensor) -> torch.Tensor:
+        if self.world == 1:
+            return value
+        value = value.detach().clone()
+        dist.all_reduce(value)
+        return value / self.world
+
+
+# --- the cycling training data -------------------------------------------------------------
+
+class TrainingData:
+    """N_r trajectories that keep cycling for the whole training: truth and analysis of each
+    (the first 90% for training, the rest for validation), the batch order, and the random
+    streams of observations (`gen`) and batch order (`perm_gen`)."""
+
+    def __init__(self, cfg: TrainConfig, model, device: torch.device, group: Group):
+        self.cfg, self.model, self.device, self.group = cfg, model, device, group
+        self.obs = cfg.twin.observation
+        self.n_val = n_validation(cfg)
+        self.n_train = cfg.n_r - self.n_val
+        self.steps_per_epoch = self.n_train // cfg.s_b
+        self.gen = rng.generator(cfg.seed, 1, device=device)
+        self.perm_gen = rng.generator(cfg.seed, 2)
+        self.std = model.climatology(cfg.twin.nx).std
+
+    def start(self, dtype: torch.dtype) -> None:
+        """Truth on the attractor; analyses start as observation-only (truth + noise)."""
+        from danlab.twin import attractor_states
+
+        cfg = self.cfg
+        self.truth = attractor_states(self.model, cfg.n_r, cfg.twin.nx, rng.seed_of(cfg.seed, 3),
+                                      dtype, self.device, compute_device=self.device)
+        noise = torch.randn(self.truth.shape, generator=self.gen, device=self.device, dtype=dtype)
+        self.xa = self.truth + cfg.twin.sigma * noise
+        self.perm = torch.randperm(self.n_train, generator=self.perm_gen)
+
+    def batch(self, pos: int) -> torch.Tensor:
+        s_b = self.cfg.s_b
+        return self.perm[pos * s_b:(pos + 1) * s_b].to(self.device)
+
+    def validation(self) -> torch.Tensor:
+        n = min(self.n_val, self.cfg.val_trajectories)
+        n -= n % self.group.world
+        return torch.arange(self.n_train, self.n_train + max(n, self.group.world),
+                            device=self.device)
+
+    def run(self, filt, idx: torch.Tensor, n_cycles: int):
+        """Cycle trajectories `idx` (global) n_cycles further; this rank runs its slice.
+        Yields (x^a, truth) per cycle for the local slice."""
+        local = idx[self.group.shard(len(idx))]
+        truth = self.truth[local]
+        sl = self.group.shard(len(idx))
+        obs, gen, dt, b, nx = self.obs, self.gen, self.cfg.twin.dt, len(idx), self.truth.shape[-1]
+
+        def observations():
+            nonlocal truth
+            for _ in range(n_cycles):
+                with torch.no_grad():
+                    truth = self.model.forecast(truth, dt)
+                mask, noise = obs.draw((b, nx), gen, truth.device, truth.dtype)
+                yield obs.apply(truth, mask[sl], noise[sl]), mask[sl]
+
+        for x, xa in cycle(filt, self.xa[local], self.model, dt, observations(), obs.sigma):
+            yield x, xa, truth
+
+    def store(self, idx: torch.Tensor, x: torch.Tensor, truth: torch.Tensor) -> None:
+        """Keep the detached local states, reset blown-up ones near the truth (the divergence
+        rule of the cycle engine), and gather every rank's slice."""
+        b = len(idx)
+        fresh = torch.randn((b, truth.shape[-1]), generator=self.gen, device=truth.device,
+                            dtype=truth.dtype)[self.group.shard(b)]
+        lost = DEFAULT_DIVERGENCE.blown_up(((x - truth) ** 2).mean(-1).sqrt(), self.std)
+        x = torch.where(lost.unsqueeze(-1), truth + self.cfg.twin.sigma * fresh, x)
+        self.xa[idx] = self.group.gather(x.detach())
+        self.truth[idx] = self.group.gather(truth)
+
+    def new_epoch(self) -> None:
+        self.perm = torch.randperm(self.n_train, generator=self.perm_gen)
+
+    def state_dict(self) -> dict:
+        return dict(gen=self.gen.get_state().cpu(), perm_gen=self.perm_gen.get_state(),
+                    truth=self.truth.cpu(), xa=self.xa.cpu(), perm=self.perm)
+
+    def load_state_dict(self, ck: dict) -> None:
+        self.gen.set_state(ck["gen"].to(self.gen.get_state().device))
+        self.perm_gen.set_state(ck["perm_gen"])
+        self.truth, self.xa = ck["truth"].to(self.device), ck["xa"].to(self.device)
+        self.perm = ck["perm"]
+
+
+# --- one training session ------------------------------------------------------------------
+
+@dataclass
+class Counters:
+    """Where the run stands (saved in the checkpoint)."""
+
+    step: int = 0
+    epoch: int = 0
+    pos: int = 0
+    best_val: float = math.inf
+    bad_epochs: int = 0
+    rollbacks: int = 0
+    lr_scale: float = 1.0
+    seconds: float = 0.0
+
+
+_RESUME_KEYS = ("config", "weights", "optimizer", "gen", "perm_gen", "truth", "xa", "perm",
+                "state")
+
+
+@dataclass
+class Session:
+    cfg: TrainConfig
+    out: Path
+    device: torch.device
+    log: object
+    group: Group = field(default_factory=Group)
+
+    def __post_init__(self):
+        cfg, dtype = self.cfg, dtype_of(self.cfg)
+        self.model = cfg.twin.make_model()
+        torch.manual_seed(cfg.seed)
+        self.net = build_net(cfg).to(self.device, dtype)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+        self.data = TrainingData(cfg, self.model, self.device, self.group)
+        self.counters = Counters()
+        epochs_total = cfg.epochs * self.data.steps_per_epoch
+        self.n_total = min(epochs_total, cfg.max_steps) if cfg.max_steps else epochs_total
+        self.end_reason = ("max_steps" if cfg.max_steps and self.n_total == cfg.max_steps
+                           else "epochs")
+        self.writes = self.group.rank == 0
+
+    def start(self, resume: bool) -> Session:
+        ckpt = self.out / CHECKPOINT
+        if resume:
+            if not ckpt.exists():
+                raise DanlabError(f"--resume: no {CHECKPOINT} in {str(self.out)!r} to resume "
+                                  "from")
+            ck = load_checkpoint(ckpt, _RESUME_KEYS)
+            saved = TrainConfig.from_dict(ck["config"], where=str(ckpt))
+            if saved != self.cfg:
+                a, b = saved.to_dict(), self.cfg.to_dict()
+                diff = [k for k in b if a.get(k) != b[k]]
+                raise DanlabError(f"--resume: the config differs from the checkpoint's in {diff}")
+            self.net.load_state_dict(ck["weights"])
+            self.opt.load_state_dict(ck["optimizer"])
+            self.data.load_state_dict(ck)
+            self.counters = Counters(**ck["state"])
+            self.log(f"resumed from step {self.counters.step} (epoch {self.counters.epoch})")
+        else:
+            self.data.start(dtype_of(self.cfg))
+            if self.cfg.warmup_cycles:
+                idx = torch.arange(self.cfg.n_r, device=self.device)
+                with torch.no_grad():
+                    steps = self.data.run(DANFilter(self.net), idx, self.cfg.warmup_cycles)
+                    x, _, truth = _last(steps)
+                self.data.store(idx, x, truth)
+            if self.writes:
+                io.write_text(self.out / "config.toml", to_toml(self.cfg))
+                (self.out / "metrics.jsonl").unlink(missing_ok=True)
+        self.good = (copy.deepcopy(self.net.state_dict()), copy.deepcopy(self.opt.state_dict()))
+        trained = self.net
+        if self.group.world > 1:
+            trained = torch.nn.parallel.DistributedDataParallel(self.net)
+        self.filt = DANFilter(torch.compile(trained) if self.cfg.compile else trained)
+        return self
+
+    # -- the loop's vocabulary --
+
+    def stop_reason(self, elapsed: float, pending: list) -> str | None:
+        c = self.counters
+        if FAULTS.stop_at is not None and c.step == FAULTS.stop_at:
+            return "SIGINT"
+        if pending:
+            return pending[0]
+        if c.step >= self.n_total:
+            return self.end_reason
+        if self.cfg.time_budget and elapsed >= self.cfg.time_budget:
+            return "time_budget"
+        return None
+
+    def step(self, elapsed: float) -> float:
+        """One training step: S_b trajectories, N_iter cycles, backpropagation of Eq. 4;
+        a non-finite loss rolls back to the last good weights at half the learning rate."""
+        cfg, c = self.cfg, self.counters
+        idx = self.data.batch(c.pos)
+        loss = 0.0
+        with autocast(cfg, self.device):
+            for x, xa, truth in self.data.run(self.filt, idx, cfg.n_iter):
+                loss = loss + ((xa.float() - truth) ** 2).mean()
+        loss = loss / cfg.n_iter
+        if FAULTS.nan_at is not None and c.step == FAULTS.nan_at:
+            loss = loss * float("nan")
+        for group in self.opt.param_groups:
+            group["lr"] = cfg.lr * c.lr_scale * lr_factor(cfg, c.step, self.n_total, elapsed)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.clip)
+        loss = self.group.mean(loss.detach())
+        if torch.isfinite(loss) and torch.isfinite(gnorm):
+            self.opt.step()
+            self.data.store(idx, x, truth)
+        else:
+            self._rollback()
+        c.step += 1
+        c.pos += 1
+        return float(loss.sqrt())
+
+    def _rollback(self) -> None:
+        c = self.counters
+        c.rollbacks += 1
+        c.lr_scale *= 0.5
+        self.net.load_state_dict(self.good[0])
+        self.opt.load_state_dict(self.good[1])
+        self.metric(dict(event="rollback", step=c.step, lr_scale=c.lr_scale))
+        self.log(f"non-finite loss at step {c.step}: rolled back to the last good weights, "
+                 f"learning rate x{c.lr_scale:g}")
+        if c.rollbacks > MAX_ROLLBACKS:
+            raise DanlabError(f"training failed: {c.rollbacks} non-finite losses; try a smaller "
+                              "--lr or --clip")
+
+    def end_of_epoch(self) -> bool:
+        return self.counters.pos == self.data.steps_per_epoch or \
+            self.counters.step == self.n_total
+
+    def end_epoch(self, elapsed: float, train_rmse: float) -> None:
+        """Validation, best weights, rollback target, checkpoint."""
+        c = self.counters
+        val = self.validate()
+        c.epoch += 1
+        c.pos = 0
+        self.data.new_epoch()
+        c.seconds = elapsed
+        self.keep_if_best(val)
+        if math.isfinite(val):
+            self.good = (copy.deepcopy(self.net.state_dict()),
+                         copy.deepcopy(self.opt.state_dict()))
+        self.metric(dict(epoch=c.epoch, step=c.step, val_rmse=val, train_rmse=train_rmse,
+                         seconds=c.seconds, lr=self.opt.param_groups[0]["lr"]))
+        self.checkpoint(elapsed)
+
+    def patience_exhausted(self) -> bool:
+        return bool(self.cfg.patience) and self.counters.bad_epochs >= self.cfg.patience
+
+    def validate(self) -> float:
+        """Cycle (up to val_trajectories of) the validation trajectories val_cycles further;
+        RMSE over the second half. Kept small: it is overhead on every epoch."""
+        cfg = self.cfg
+        idx = self.data.validation()
+        sq = torch.zeros((), dtype=torch.float64, device=self.device)
+        count = 0
+        with torch.no_grad(), autocast(cfg, self.device):
+            for k, (x, xa, truth) in enumerate(self.data.run(self.filt, idx, cfg.val_cycles)):
+                if k >= cfg.val_cycles // 2:
+                    sq += ((xa - truth) ** 2).mean(-1).sqrt().mean().double()
+                    count += 1
+        self.data.store(idx, x, truth)
+        return float(self.group.mean(sq / count))
+
+    def keep_if_best(self, val: float) -> None:
+        c = self.counters
+        if val < c.best_val:
+            c.best_val, c.bad_epochs = val, 0
+            if self.writes:
+                io.save_torch(self.out / BEST, dict(config=self.cfg.to_dict(),
+                                                    weights=self.net.state_dict(),
+                                                    step=c.step, val_rmse=val))
+        else:
+            c.bad_epochs += 1
+
+    def finish(self, elapsed: float) -> None:
+        """Stopped mid-epoch (time budget): validate, keep the best, checkpoint."""
+        self.counters.seconds = elapsed
+        if self.counters.pos:
+            self.keep_if_best(self.validate())
+            self.checkpoint(elapsed)
+
+    def checkpoint(self, elapsed: float) -> None:
+        self.counters.seconds = elapsed
+        if self.writes:
+            io.save_torch(self.out / CHECKPOINT, dict(
+                config=self.cfg.to_dict(), weights=self.net.state_dict(),
+                optimizer=self.opt.state_dict(), state=asdict(self.counters),
+                **self.data.state_dict()))
+
+    def metric(self, record: dict) -> None:
+        if self.writes:
+            io.append_jsonl(self.out / "metrics.jsonl", record)
+
+
+def _last(steps):
+    x = xa = truth = None
+    for x, xa, truth in steps:  # noqa: B007
+        pass
+    return x, xa, truth
+
+
+def autocast(cfg: TrainConfig, dev: torch.device):
+    """bf16 autocast: the convolutions run in bfloat16 (AMX / tensor cores), everything else
+    (the model, alpha*zeta, the loss, the weights) in float32."""
+    return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.autocast)
+
+
+def lr_factor(cfg: TrainConfig, step: int, total: int, elapsed: float = 0.0) -> float:
+    """Cosine decay from lr to lr_min over the run: over `total` steps or, when a time budget
+    binds first, over the budget, so a run of fixed wall time ends annealed on any machine.
+    (Only step-bound runs are bit-reproducible and resume exactly.)"""
+    t = step / max(total, 1)
+    if cfg.time_budget:
+        t = max(t, elapsed / cfg.time_budget)
+    t = min(t, 1.0)
+    return (cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * t))) / cfg.lr
+
+
+# --- around the loop -----------------------------------------------------------------------
+
+class Clock:
+    """Training seconds, continuing the count of a resumed run."""
+
+    def __init__(self, already: float):
+        self.start = time.perf_counter() - already
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+
+class Snapshots:
+    """Weights kept at given training times (snapshots/t<s>.pt) and steps (step<n>.pt), for
+    learning curves."""
+
+    def __init__(self, out: Path, times=(), steps=(), since: float = 0.0):
+        self.out, self.times, self.steps, self.last = out, tuple(times), tuple(steps), since
+
+    def after_step(self, s: Session, elapsed: float) -> None:
+        if not s.writes:
+            return
+        keep = [f"t{int(t)}" for t in self.times if self.last < t <= elapsed]
+        if s.counters.step in self.steps:
+            keep.append(f"step{s.counters.step}")
+        for name in keep:
+            io.save_torch(self.out / "snapshots" / f"{name}.pt",
+                          dict(config=s.cfg.to_dict(), weights=weights_of(s.net),
+                               step=s.counters.step, seconds=elapsed))
+        self.last = elapsed
+
+
+class StopSignals:
+    """The first SIGINT/SIGTERM is recorded in `pending` and acted on at the next step boundary,
+    so the checkpoint it triggers is consistent (weights, RNG states and counters of the same
+    step: resume is exact); a second one aborts at once (the last checkpoint stays valid)."""
+
+    def __enter__(self) -> list:
+        self.pending: list[str] = []
+        self.prev = {}
+
+        def handler(signum, frame):
+            if self.pending:
+                raise KeyboardInterrupt
+            self.pending.append(signal.Signals(signum).name)
+
+        for s in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self.prev[s] = signal.signal(s, handler)
+            except ValueError:  # not the main thread
+                pass
+        return self.pending
+
+    def __exit__(self, *exc) -> None:
+        for s, h in self.prev.items():
+            signal.signal(s, h)
