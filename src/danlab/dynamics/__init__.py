@@ -10,10 +10,11 @@ import importlib
 import inspect
 
 from danlab.dynamics.base import Climatology, Model, check_model
+from danlab.dynamics.ks import KuramotoSivashinsky
 from danlab.dynamics.lorenz96 import Lorenz96, lyapunov_exponents
 from danlab.errors import DanlabError, check
 
-MODELS: dict[str, type[Model]] = {"l96": Lorenz96}
+MODELS: dict[str, type[Model]] = {"l96": Lorenz96, "ks": KuramotoSivashinsky}
 
 
 def model_class(name: str) -> type[Model]:
@@ -48,5 +49,5 @@ def make_model(name: str = "l96", **options) -> Model:
     return check_model(model)
 
 
-__all__ = ["MODELS", "Climatology", "Lorenz96", "Model", "check_model", "lyapunov_exponents",
-           "make_model", "model_class"]
+__all__ = ["MODELS", "Climatology", "KuramotoSivashinsky", "Lorenz96", "Model", "check_model",
+           "lyapunov_exponents", "make_model", "model_class"]
