@@ -13,6 +13,7 @@ from danlab.diagnostics import (
     nonlinearity_ratio,
 )
 from danlab.errors import DanlabError
+from danlab.twin import TwinSpec
 
 torch.set_num_threads(1)
 F64 = torch.float64
@@ -59,7 +60,7 @@ def test_histogram_is_a_density():
 
 
 def test_da_samples_from_the_cycle_engine():
-    s = da_samples(linear_op, nx=10, dt=0.05, n_cycles=30, spinup=10, trajectories=2)
+    s = da_samples(linear_op, TwinSpec(nx=10, cycles=30, spinup=10, trajectories=2))
     assert s.xf.shape == (40, 10) and s.zeta.shape == (40, 10) and bool(s.mask.all())
     assert torch.isfinite(torch.tensor(s.rmse))
 
@@ -75,8 +76,8 @@ def test_compare_matrices_identical_and_rotated():
 
 
 def test_compare_with_enkf_runs():
-    res = compare_with_enkf(linear_op, nx=10, members=10, n_cycles=40, spinup=10, every=10,
-                            k=3)
+    res = compare_with_enkf(linear_op, TwinSpec(nx=10, trajectories=1, cycles=40, spinup=10),
+                            members=10, every=10, k=3)
     assert res.cosines.shape == (3, 3) and res.eig_dan.shape == (3, 10)
     s = res.summary()
     assert 0 <= s["mean_cos2_principal"] <= 1 and s["random_cos2"] == 0.3

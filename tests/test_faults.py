@@ -54,14 +54,14 @@ sys.exit(main(sys.argv[1:]))
 '''
 
 # 14 steps per epoch, 6 epochs, finishing by --max-steps (no time budget), float64, fixed seed
-SLOW_ARGS = ["--preset", "smoke", "--dtype", "float64", "--seed", "3", "--time-budget", "0",
-             "--max-steps", "84", "--warmup-cycles", "20", "--val-cycles", "16",
-             "--test-trajectories", "2", "--test-cycles", "60", "--test-spinup", "10"]
+SLOW_ARGS = ["--preset", "smoke", "--dtype", "float64", "--train-seed", "3", "--time-budget",
+             "0", "--max-steps", "84", "--warmup-cycles", "20", "--val-cycles", "16",
+             "--trajectories", "2", "--cycles", "60", "--spinup", "10"]
 # the fast representative: 7 steps per epoch, 3 epochs, a tiny net
-FAST_ARGS = ["--preset", "smoke", "--dtype", "float64", "--seed", "5", "--time-budget", "0",
-             "--filters", "4", "--blocks", "1", "--n-r", "72", "--s-b", "8", "--max-steps", "21",
-             "--warmup-cycles", "5", "--val-cycles", "8", "--test-trajectories", "2",
-             "--test-cycles", "30", "--test-spinup", "5"]
+FAST_ARGS = ["--preset", "smoke", "--dtype", "float64", "--train-seed", "5", "--time-budget",
+             "0", "--filters", "4", "--blocks", "1", "--n-r", "72", "--s-b", "8", "--max-steps",
+             "21", "--warmup-cycles", "5", "--val-cycles", "8", "--trajectories", "2",
+             "--cycles", "30", "--spinup", "5"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 

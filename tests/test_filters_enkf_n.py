@@ -130,6 +130,6 @@ def test_enkf_n_short_long_run_sanity():
     """4 trajectories x 600 cycles at dt=0.05 (DAPPER step): RMSE near DAPPER's 0.185."""
     model = Lorenz96(inner_dt=0.05)
     twin = make_twin(model, ObservationConfig(), 40, 0.05, 4, 600, seed=3)
-    res = run_filter(make_filter("enkf-n", 40), twin, model, spinup=150)
+    res = run_filter(make_filter("enkf-n", members=40), twin, model, spinup=150)
     assert res.n_diverged == 0
     assert 0.16 < res.rmse < 0.22

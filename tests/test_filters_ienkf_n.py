@@ -20,7 +20,7 @@ MODEL = Lorenz96(inner_dt=0.05)
 def _run(E0, y, mask, **kw):
     filt = IEnKFN(E0.shape[1], **kw)
     state = filt.forecast((E0, E0), MODEL, 0.05)
-    return filt, state, filt.analysis(state, y, mask, 1.0)
+    return filt, state, filt.analysis(state, y, mask, 1.0, model=MODEL, dt=0.05)
 
 
 @pytest.mark.skipif(not VECTORS.exists(), reason="DAPPER test vectors not available")
@@ -92,7 +92,7 @@ def test_non_finite_gives_nan_without_exception():
 def test_ienkf_n_short_run_in_cycle_engine():
     model = Lorenz96(inner_dt=0.05)
     twin = make_twin(model, ObservationConfig("random-half"), 40, 0.05, 3, 200, seed=5)
-    res = run_filter(make_filter("ienkf-n", 20), twin, model, spinup=50)
+    res = run_filter(make_filter("ienkf-n", members=20), twin, model, spinup=50)
     assert res.n_diverged == 0 and res.rmse < 0.6
 
 
@@ -100,7 +100,7 @@ def test_ienkf_n_short_run_in_cycle_engine():
 def test_ienkf_n_beats_enkf_n_at_large_dt():
     model = Lorenz96(inner_dt=0.05)
     twin = make_twin(model, ObservationConfig(), 40, 0.3, 4, 1500, seed=2)
-    r_i = run_filter(make_filter("ienkf-n", 40), twin, model, spinup=300)
-    r_e = run_filter(make_filter("enkf-n", 40), twin, model, spinup=300)
+    r_i = run_filter(make_filter("ienkf-n", members=40), twin, model, spinup=300)
+    r_e = run_filter(make_filter("enkf-n", members=40), twin, model, spinup=300)
     assert r_i.rmse < r_e.rmse
     assert abs(r_i.rmse - 0.364) < 0.04

@@ -13,10 +13,10 @@ from danlab.filters import (
     IEnKFN,
     ObservationOnly,
     Var3D,
-    climatological_covariance,
     make_filter,
-    tune_3dvar,
 )
+from danlab.tune import tune
+from danlab.twin import TwinSpec
 
 
 def _spd(nx=8, seed=0):
@@ -34,7 +34,7 @@ def test_var3d_matches_explicit_blue_with_masks():
     mask = torch.rand(b, nx, generator=g) < 0.5
     mask[0] = True
     mask[1] = False
-    xa = Var3D(B, scale=0.7).analysis(xf, torch.where(mask, y, 0.0), mask, 0.8)
+    xa = Var3D(scale=0.7, B=B).analysis(xf, torch.where(mask, y, 0.0), mask, 0.8)
     for i in range(b):
         s = mask[i].numpy()
         H = np.eye(nx)[s]
@@ -44,7 +44,7 @@ def test_var3d_matches_explicit_blue_with_masks():
         np.testing.assert_allclose(xa[i].numpy(), ref, atol=1e-12)
     # full-mask fast path equals the masked path
     full = torch.ones(b, nx, dtype=torch.bool)
-    f = Var3D(B)
+    f = Var3D(B=B)
     xa_fast = f.analysis(xf, y, full, 1.0)
     xa_slow = f.analysis(xf, y, full.clone().index_fill_(1, torch.tensor([0]), True), 1.0)
     torch.testing.assert_close(xa_fast, xa_slow)
@@ -52,46 +52,66 @@ def test_var3d_matches_explicit_blue_with_masks():
 
 def test_var3d_bad_input():
     with pytest.raises(DanlabError, match="square"):
-        Var3D(torch.ones(3, 4))
+        Var3D(B=torch.ones(3, 4))
     with pytest.raises(DanlabError, match="scale"):
-        Var3D(torch.eye(3), scale=0.0)
+        Var3D(scale=0.0, B=torch.eye(3))
+    with pytest.raises(DanlabError, match="needs B or the model"):
+        Var3D().analysis(torch.zeros(1, 3), torch.zeros(1, 3), torch.ones(1, 3, dtype=bool), 1.0)
 
 
 def test_climatological_covariance_and_tuning():
     model = Lorenz96(inner_dt=0.05)
-    B = climatological_covariance(model, 40, n_trajectories=8, n_samples=50)
+    clim = model.climatology(40)
+    B = clim.covariance
     assert B.shape == (40, 40)
     assert 10 < float(torch.diagonal(B).mean()) < 16  # climatological variance ~ 3.6^2
-    best, table = tune_3dvar(model, nx=40, dt=0.05, scales=(0.02, 1.0), n_trajectories=2,
-                             n_cycles=200, spinup=50, B=B)
-    assert [s for s, _ in table] == [0.02, 1.0]
-    assert best == 0.02 and table[0][1] < table[1][1]
+    assert abs(clim.std - 3.64) < 0.05 and abs(clim.mean - 2.35) < 0.05
+    twin = TwinSpec(inner_dt=0.05, trajectories=2, cycles=200, spinup=50)
+    t = tune("3dvar", "scale", (0.02, 1.0), twin, rounds=0)
+    assert [s for s, _ in t.table] == [0.02, 1.0]
+    assert t.best == 0.02 and t.table[0][1] < t.table[1][1]
 
 
 def test_registry_builds_every_method_and_runs_sparse_and_nx80():
     model = Lorenz96(inner_dt=0.05)
     for obs, nx in (("random", 40), ("full", 80)):
         twin = make_twin(model, ObservationConfig(obs), nx, 0.05, 2, 30, seed=1)
-        for method in METHODS:
-            opts = {"nx": nx} if method == "3dvar" else {}
-            res = run_filter(make_filter(method, 20, **opts), twin, model, spinup=5)
-            assert np.isfinite(res.rmse), (method, obs)
+        for method, cls in METHODS.items():
+            opts = {"members": 20} if "members" in cls.__dataclass_fields__ else {}
+            res = run_filter(make_filter(method, **opts), twin, model, spinup=5)
+            assert np.isfinite(res.rmse) or method == "free", (method, obs)
 
 
 def test_registry_types_and_errors():
-    assert isinstance(make_filter("enkf-n", 5, dirac=True), EnKFN)
-    assert isinstance(make_filter("ienkf-n", 5, variant="bundle"), IEnKFN)
-    assert isinstance(make_filter("etkf", 5, inflation=1.02), ETKF)
-    assert isinstance(make_filter("obs-only", 5), ObservationOnly)
-    assert isinstance(make_filter("free", 5), FreeRun)
-    assert isinstance(make_filter("3dvar", 1, B=torch.eye(6)), Var3D)
+    assert isinstance(make_filter("enkf-n", members=5, dirac=True), EnKFN)
+    assert isinstance(make_filter("ienkf-n", members=5, variant="bundle"), IEnKFN)
+    assert isinstance(make_filter("etkf", members=5, inflation=1.02), ETKF)
+    assert isinstance(make_filter("obs-only"), ObservationOnly)
+    assert isinstance(make_filter("free"), FreeRun)
+    assert isinstance(make_filter("3dvar", B=torch.eye(6)), Var3D)
     with pytest.raises(DanlabError, match="method='enkf' is not allowed"):
-        make_filter("enkf", 5)
+        make_filter("enkf", members=5)
     with pytest.raises(DanlabError, match="members=1"):
-        make_filter("enkf-n", 1)
+        make_filter("enkf-n", members=1)
     with pytest.raises(DanlabError, match="variant"):
-        make_filter("ienkf-n", 5, variant="newton")
-    with pytest.raises(DanlabError):
-        make_filter("etkf", 5, bogus=3)
-    with pytest.raises(DanlabError, match="3dvar needs"):
-        make_filter("3dvar", 5)
+        make_filter("ienkf-n", members=5, variant="newton")
+    with pytest.raises(DanlabError, match=r"parameters \['bogus'\] are not allowed"):
+        make_filter("etkf", members=5, bogus=3)
+    with pytest.raises(DanlabError, match="members"):
+        make_filter("3dvar", members=5)
+
+
+def test_a_constructor_bug_is_not_reported_as_a_bad_option(monkeypatch):
+    """make_filter has no blanket except TypeError: a bug inside a filter surfaces as itself."""
+    def broken(self):
+        raise TypeError("a bug inside the filter")
+
+    monkeypatch.setattr(ETKF, "__post_init__", broken)
+    with pytest.raises(TypeError, match="a bug inside the filter"):
+        make_filter("etkf", members=5)
+
+
+def test_filters_record_their_parameters():
+    assert make_filter("sakov-a1").parameters() == {"steps": 5, "eps": 1.0, "scale": 0.03,
+                                                    "max_abs": 50.0, "algorithm": "A1"}
+    assert make_filter("enkf-n", members=20, dirac=True).parameters()["dirac"] is True

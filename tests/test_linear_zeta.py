@@ -100,7 +100,8 @@ def test_initial_operator():
     nx = 40
     torch.manual_seed(0)
     xf = 2.35 + 3.63 * torch.randn(4, nx, dtype=F64)
-    net = LinearZetaDAN(filters=8, blocks=1, columns=4, loc_radius=4.0, alpha=False).double()
+    net = LinearZetaDAN(filters=8, blocks=1, columns=4, loc_radius=4.0, alpha=False,
+                        climatology=(2.35, 3.63)).double()
     p = net.covariance(xf[0]).detach()
     # about the stationary s0 * rho (gain 0.9 when H = I, R = I), plus a small random state
     # dependence that breaks the symmetry between columns; the start is a stable filter
@@ -108,7 +109,8 @@ def test_initial_operator():
         * taper_matrix(nx, 4.0, F64)
     assert float((p - s0_rho).norm() / s0_rho.norm()) < 0.5
     assert float(torch.linalg.eigvalsh(p).max()) < 1.0
-    net = LinearZetaDAN(filters=8, blocks=1, columns=4, alpha=True, sigma=1.0).double()
+    net = LinearZetaDAN(filters=8, blocks=1, columns=4, alpha=True, sigma=1.0,
+                        climatology=(2.35, 3.63)).double()
     zeta = torch.randn(4, nx, dtype=F64)
     inc = net(xf, zeta)  # about zeta: the observation-only start, as the residual CNN
     assert float((inc - zeta).abs().max()) < 0.1 * float(zeta.abs().max())

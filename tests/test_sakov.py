@@ -5,15 +5,9 @@ import torch
 
 from danlab import Lorenz96, ObservationConfig, make_twin, run_filter
 from danlab.errors import DanlabError
-from danlab.filters.sakov import (
-    SakovFilter,
-    backtrack,
-    kalman_increment,
-    sqrt_analysis,
-    tangent_rows,
-    tune_sakov,
-)
-from danlab.twin import attractor_states
+from danlab.filters.sakov import SakovFilter, backtrack, kalman_increment, sqrt_analysis
+from danlab.tune import tune
+from danlab.twin import TwinSpec
 
 F64 = torch.float64
 MODEL = Lorenz96()
@@ -21,7 +15,8 @@ MODEL = Lorenz96()
 
 @pytest.fixture(scope="module")
 def states():
-    return attractor_states(MODEL, 3, 40, seed=11, spinup_time=5.0)
+    g = torch.Generator().manual_seed(11)
+    return MODEL.spinup(MODEL.random_state(3, 40, g), 5.0)
 
 
 def test_tangent_rows_matches_autodiff(states):
@@ -29,7 +24,7 @@ def test_tangent_rows_matches_autodiff(states):
     e = torch.randn(3, 7, 40, generator=g, dtype=F64)
     xs = states.unsqueeze(-2).expand_as(e).contiguous()
     ref = MODEL.tangent_linear(xs, e, 0.05)[1]
-    assert torch.allclose(tangent_rows(MODEL, states, e, 0.05), ref, rtol=0, atol=1e-12)
+    assert torch.allclose(MODEL.tangent_rows(states, e, 0.05), ref, rtol=0, atol=1e-12)
 
 
 def test_backtrack_round_trip(states):
@@ -108,9 +103,28 @@ def test_random_masks_per_trajectory():
 
 
 def test_tune_picks_a_scale():
-    twin = make_twin(MODEL, ObservationConfig("full", 1.0), 40, 0.05, 1, 25, seed=6)
-    best, table = tune_sakov(twin, MODEL, "A1", steps=2, scales=(1e-4, 0.1), spinup=10)
-    assert best == 0.1 and table[0.1] < table[1e-4]
+    twin = TwinSpec(trajectories=1, cycles=25, spinup=10, seed=6)
+    t = tune("sakov-a1", "scale", (1e-4, 0.1), twin, rounds=0, steps=2)
+    table = dict(t.table)
+    assert t.best == 0.1 and table[0.1] < table[1e-4]
+    assert t.parameters() == {"steps": 2, "scale": 0.1}
+
+
+def test_a_model_without_backward_is_named():
+    from danlab.dynamics import Model
+
+    class OneWay(Model):
+        name = "one-way"
+
+        def forecast(self, x, dt):
+            return x
+
+        def random_state(self, n, nx, generator):
+            return torch.randn(n, nx, generator=generator, dtype=F64)
+
+    twin = make_twin(MODEL, ObservationConfig("full", 1.0), 40, 0.05, 1, 5, seed=6)
+    with pytest.raises(DanlabError, match="needs a model with a backward step.*one-way"):
+        run_filter(SakovFilter("A1"), twin, OneWay(), spinup=1)
 
 
 def test_bad_input():

@@ -85,8 +85,7 @@ def test_cli_refuses_malicious_checkpoints(tmp_path, how, capsys):
     _evil_checkpoint(run / "checkpoint.pt", marker, how)
     before = sorted((p.name, p.stat().st_mtime_ns) for p in run.iterdir())
     out = tmp_path / "out"
-    cfg_args = ["--preset", "smoke", "--test-cycles", "20", "--test-spinup", "5",
-                "--test-trajectories", "2"]
+    cfg_args = ["--preset", "smoke", "--cycles", "20", "--spinup", "5", "--trajectories", "2"]
     for argv in (["evaluate", str(run), "--device", "cpu", "--out", str(out)],
                  ["train", *cfg_args, "--resume", "--out", str(run), "--device", "cpu",
                   "--no-progress"],

@@ -19,8 +19,8 @@ from danlab.filters import (
     make_filter,
 )
 from danlab.nets import build_net
-from danlab.obsfile import read_observations
 from danlab.observations import ObservationConfig, innovation, projected_innovation
+from danlab.obsfile import read_observations
 from danlab.runs import evaluate_run, load
 from danlab.train import train
 from danlab.twin import TEST_SEED, TwinData, TwinSpec, make_twin

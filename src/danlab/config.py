@@ -6,8 +6,13 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from danlab import spec
-from danlab.errors import check, check_choice, check_int_at_least, check_non_negative, \
-    check_positive
+from danlab.errors import (
+    check,
+    check_choice,
+    check_int_at_least,
+    check_non_negative,
+    check_positive,
+)
 from danlab.spec import param
 from danlab.twin import TwinSpec
 

@@ -270,7 +270,7 @@ class Session:
         idx = self.data.batch(c.pos)
         loss = 0.0
         with autocast(cfg, self.device):
-            for x, xa, truth in self.data.run(self.filt, idx, cfg.n_iter):
+            for x, xa, truth in self.data.run(self.filt, idx, cfg.n_iter):  # noqa: B007
                 loss = loss + ((xa.float() - truth) ** 2).mean()
         loss = loss / cfg.n_iter
         if FAULTS.nan_at is not None and c.step == FAULTS.nan_at:
@@ -334,7 +334,8 @@ class Session:
         sq = torch.zeros((), dtype=torch.float64, device=self.device)
         count = 0
         with torch.no_grad(), autocast(cfg, self.device):
-            for k, (x, xa, truth) in enumerate(self.data.run(self.filt, idx, cfg.val_cycles)):
+            steps = self.data.run(self.filt, idx, cfg.val_cycles)
+            for k, (x, xa, truth) in enumerate(steps):  # noqa: B007
                 if k >= cfg.val_cycles // 2:
                     sq += ((xa - truth) ** 2).mean(-1).sqrt().mean().double()
                     count += 1

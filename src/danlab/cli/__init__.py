@@ -47,7 +47,10 @@ def build_parser(argv=()) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = build_parser(argv).parse_args(argv)
+        try:
+            args = build_parser(argv).parse_args(argv)
+        except SystemExit as exc:  # argparse: --help (0) or a usage error (2, one line)
+            return int(exc.code or 0)
         return int(args.func(args) or 0)
     except DanlabError as exc:
         print(f"danlab: error: {exc}", file=sys.stderr)

@@ -14,8 +14,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from danlab.cli._common import add_output_options, parse_list, print_json, resolve_device, \
-    resolve_dtype
+from danlab.cli._common import (
+    add_output_options,
+    parse_list,
+    print_json,
+    resolve_device,
+    resolve_dtype,
+)
 from danlab.errors import check
 from danlab.twin import DIAGNOSTIC_SEED
 

@@ -32,8 +32,11 @@ def run(args) -> int:
 
     check_int_at_least("members", args.members, 2)
     out = Path(args.out)
-    if not args.resume and (out / "dan" / "checkpoint.pt").exists():
+    ckpt = out / "dan" / "checkpoint.pt"
+    if not args.resume and ckpt.exists():
         raise DanlabError(f"{str(out)!r} already holds a quickstart: use --resume or another --out")
+    if args.resume and not ckpt.exists():
+        raise DanlabError(f"--resume: no checkpoint.pt in {str(ckpt.parent)!r} to resume from")
     summary = quickstart(out, preset_name=args.preset, members=args.members,
                          device=str(resolve_device(args.device)), resume=args.resume,
                          log=quiet if args.json else log, progress=progress_on(args))

@@ -8,8 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from danlab.cli._common import add_output_options, add_twin_options, parse_list, print_json, \
-    progress_on, resolve_device
+from danlab.cli._common import (
+    add_output_options,
+    add_twin_options,
+    parse_list,
+    print_json,
+    progress_on,
+    resolve_device,
+)
 
 
 def register(sub, argv=()) -> None:

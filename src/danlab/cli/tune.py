@@ -3,8 +3,13 @@ refine the grid around the minimum, and write the result for `danlab baseline --
 
 from __future__ import annotations
 
-from danlab.cli._common import add_output_options, add_twin_options, parse_list, print_json, \
-    twin_from_args
+from danlab.cli._common import (
+    add_output_options,
+    add_twin_options,
+    parse_list,
+    print_json,
+    twin_from_args,
+)
 
 COMMANDS = {
     # command: (method(s), parameter, default values, help)
@@ -40,7 +45,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from danlab.errors import check_choice, check_int_at_least
+    from danlab.errors import check_choice, check_int_at_least, check_positive
+    from danlab.filters import make_filter
     from danlab.progress import log, quiet
     from danlab.tune import TUNING_TWIN, tune
 
@@ -50,6 +56,9 @@ def run(args) -> int:
     fixed = {k: getattr(args, k) for k in ("steps", "eps") if getattr(args, k, None) is not None}
     twin = twin_from_args(args, TUNING_TWIN)
     values = parse_list(args.values, float, "values")
+    for v in values:
+        check_positive(args.parameter, v)
+    make_filter(method, **fixed)  # bad fixed parameters: one line, before any log
     (quiet if args.json else log)(f"tuning {method} {args.parameter} on {twin.describe()}")
     t = tune(method, args.parameter, values, twin, rounds=args.rounds,
              log=None if args.json else log, **fixed)

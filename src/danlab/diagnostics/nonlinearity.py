@@ -12,7 +12,7 @@ from torch import Tensor
 from danlab.cycle import run_filter
 from danlab.diagnostics._common import Operator, as_states, check_operator, rows_per_call, safe
 from danlab.diagnostics.covariance import analysis_covariance
-from danlab.errors import check, check_positive
+from danlab.errors import check, check_int_at_least, check_positive
 from danlab.filters import DANFilter
 from danlab.observations import projected_innovation
 from danlab.twin import TwinSpec

@@ -4,8 +4,6 @@ P^a matrices, and the EnKF-N comparison."""
 
 from __future__ import annotations
 
-import matplotlib
-
 import matplotlib.pyplot as plt
 import numpy as np  # noqa: E402
 

@@ -50,7 +50,8 @@ class Model:
         raise NotImplementedError
 
     def random_state(self, n: int, nx: int, generator: torch.Generator) -> Tensor:
-        """n starting points (n, N_x), float64 on the CPU, drawn with `generator` (before spin-up)."""
+        """n starting points (n, N_x), float64 on the CPU, drawn with `generator` (before
+        spin-up)."""
         raise NotImplementedError
 
     def options(self) -> dict:

@@ -43,8 +43,8 @@ from torch import Tensor
 
 from danlab.errors import check_choice, check_int_at_least, check_positive
 from danlab.filters.base import SingleStateFilter
-from danlab.spec import param
 from danlab.observations import projected_innovation
+from danlab.spec import param
 
 ALGORITHMS = ("A1", "A2")
 

@@ -15,17 +15,17 @@ import torch
 from torch import Tensor, nn
 
 from danlab.nets import register_net
-from danlab.nets.trunk import AlphaTerm, Normalise, Trunk, activation
+from danlab.nets.trunk import AlphaTerm, Normalise, Trunk, activation_class
 
 
 class ResidualCNN(nn.Module):
     """increment = a(x^f, zeta) on (..., N_x) tensors."""
 
     def __init__(self, filters: int = 32, kernel: int = 5, blocks: int = 4,
-                 activation_name: str = "gelu", variant: str = "full", alpha: bool = True,
+                 activation: str = "gelu", variant: str = "full", alpha: bool = True,
                  sigma: float = 1.0, climatology: tuple[float, float] = (0.0, 1.0)):
         super().__init__()
-        act = activation(activation_name, linear=variant == "linear")
+        act = activation_class(activation, linear=variant == "linear")
         self.use_xf = variant != "no-xf"
         self.sigma = float(sigma)
         self.norm = Normalise(*climatology)

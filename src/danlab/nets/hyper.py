@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from danlab.errors import check, check_int_at_least
 from danlab.nets import register_net
-from danlab.nets.trunk import AlphaTerm, Normalise, Trunk, activation
+from danlab.nets.trunk import AlphaTerm, Normalise, Trunk, activation_class
 
 
 def site_conv(u: Tensor, w: Tensor) -> Tensor:
@@ -44,11 +44,11 @@ class HyperDAN(nn.Module):
     """increment = sigma^2 * [site conv W2(x^f)] [site conv W1(x^f)] zeta (+ alpha zeta)."""
 
     def __init__(self, filters: int = 32, kernel: int = 5, blocks: int = 4,
-                 activation_name: str = "gelu", channels: int = 4, hyper_kernel: int = 5,
+                 activation: str = "gelu", channels: int = 4, hyper_kernel: int = 5,
                  alpha: bool = True, sigma: float = 1.0,
                  climatology: tuple[float, float] = (0.0, 1.0)):
         super().__init__()
-        act = activation(activation_name)
+        act = activation_class(activation)
         check_int_at_least("channels", channels, 1)
         check(isinstance(hyper_kernel, int) and hyper_kernel >= 1 and hyper_kernel % 2 == 1,
               f"hyper_kernel={hyper_kernel!r} is not allowed: it must be an odd integer >= 1")

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from danlab.errors import check, check_int_at_least
 from danlab.nets import register_net
-from danlab.nets.trunk import AlphaTerm, Normalise, Trunk, activation
+from danlab.nets.trunk import AlphaTerm, Normalise, Trunk, activation_class
 
 
 def gaspari_cohn(r: Tensor) -> Tensor:
@@ -132,11 +132,11 @@ class LinearZetaDAN(nn.Module):
     """increment = rho o (X X^T) zeta (+ alpha zeta); X(x^f) from a circular residual CNN."""
 
     def __init__(self, filters: int = 32, kernel: int = 5, blocks: int = 4,
-                 activation_name: str = "gelu", columns: int = 8, loc_radius: float = 4.0,
+                 activation: str = "gelu", columns: int = 8, loc_radius: float = 4.0,
                  alpha: bool = True, sigma: float = 1.0,
                  climatology: tuple[float, float] = (0.0, 1.0), nx_init: int = 40):
         super().__init__()
-        act = activation(activation_name)
+        act = activation_class(activation)
         check_int_at_least("columns", columns, 1)
         check(math.isfinite(loc_radius) and loc_radius >= 0,
               f"loc_radius={loc_radius!r} is not allowed: it must be a finite number >= 0")

@@ -11,7 +11,7 @@ from danlab.errors import check_choice
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU}
 
 
-def activation(name: str, linear: bool = False) -> type[nn.Module]:
+def activation_class(name: str, linear: bool = False) -> type[nn.Module]:
     check_choice("activation", name, tuple(ACTIVATIONS))
     return nn.Identity if linear else ACTIVATIONS[name]
 
