@@ -146,7 +146,10 @@ def merge(base: dict, overrides: dict) -> dict:
 
 
 def preset(name: str, **overrides) -> TrainConfig:
+    """A preset's config with `overrides` (twin: a TwinSpec or a dict of its fields)."""
     check_choice("preset", name, tuple(PRESETS))
+    if isinstance(overrides.get("twin"), TwinSpec):
+        overrides["twin"] = dataclasses.asdict(overrides["twin"])
     return TrainConfig.from_dict(merge(PRESETS[name], migrate(overrides)),
                                  where=f"preset {name}")
 

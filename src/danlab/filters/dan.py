@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from torch import Tensor
 
+from danlab.errors import check_tensor
 from danlab.filters.base import SingleStateFilter
 from danlab.observations import projected_innovation
 
@@ -18,6 +19,15 @@ class DANFilter(SingleStateFilter):
 
     name = "dan"
     operator: Callable[[Tensor, Tensor], Tensor] = field(metadata={"record": False})
+
+    def init(self, x0: Tensor, streams) -> Tensor:
+        """x0, after checking it matches the operator's dtype and device (one line, not a
+        torch traceback deep inside a convolution)."""
+        params = getattr(self.operator, "parameters", None)
+        p = next(iter(params()), None) if callable(params) else None
+        if p is not None:
+            check_tensor("the first guess x0 (the twin's data)", x0, like=p)
+        return x0
 
     def analysis(self, state: Tensor, y: Tensor, mask: Tensor, sigma: float, *, model=None,
                  dt=None) -> Tensor:
