@@ -9,14 +9,10 @@ import torch
 from danlab import Lorenz96, ObservationConfig, make_twin, run_filter
 from danlab.filters import ETKF, EnKFN, make_filter
 
-VECTORS = Path("/work/shared/reference/testvectors/dapper_analysis_steps.npz")
-if not VECTORS.exists():  # the repository may carry a copy
-    VECTORS = Path(__file__).resolve().parents[1] / "shared/reference/testvectors" / VECTORS.name
+VECTORS = Path(__file__).parent / "data" / "dapper_analysis_steps.npz"  # must exist
 
 
 def _cases(prefix):
-    if not VECTORS.exists():
-        return []
     return [str(c) for c in np.load(VECTORS)["cases"] if str(c).startswith(prefix)]
 
 
@@ -34,7 +30,6 @@ def _compare(Ea, ref, mean_tol=1e-10, anom_tol=1e-8):
     assert np.abs((Ea - Ea.mean(0)) - (ref - ref.mean(0))).max() < anom_tol
 
 
-@pytest.mark.skipif(not VECTORS.exists(), reason="DAPPER test vectors not available")
 @pytest.mark.parametrize("case", _cases("enkf_n"))
 def test_enkf_n_reproduces_dapper(case):
     d = np.load(VECTORS)
@@ -45,7 +40,6 @@ def test_enkf_n_reproduces_dapper(case):
     _compare(Ea, d[case + "_Ea"])
 
 
-@pytest.mark.skipif(not VECTORS.exists(), reason="DAPPER test vectors not available")
 def test_enkf_n_batch_of_test_vectors_with_different_masks():
     """All N=40 primal cases (full and alternate masks) in one batch equal each alone."""
     d = np.load(VECTORS)

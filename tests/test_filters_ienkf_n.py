@@ -9,11 +9,8 @@ import torch
 from danlab import Lorenz96, ObservationConfig, make_twin, run_filter
 from danlab.filters import IEnKFN, make_filter
 
-VECTORS = Path("/work/shared/reference/testvectors/dapper_analysis_steps.npz")
-if not VECTORS.exists():
-    VECTORS = Path(__file__).resolve().parents[1] / "shared/reference/testvectors" / VECTORS.name
-CASES = ([str(c) for c in np.load(VECTORS)["cases"] if str(c).startswith("ienks")]
-         if VECTORS.exists() else [])
+VECTORS = Path(__file__).parent / "data" / "dapper_analysis_steps.npz"  # must exist
+CASES = [str(c) for c in np.load(VECTORS)["cases"] if str(c).startswith("ienks")]
 MODEL = Lorenz96(inner_dt=0.05)
 
 
@@ -23,7 +20,6 @@ def _run(E0, y, mask, **kw):
     return filt, state, filt.analysis(state, y, mask, 1.0, model=MODEL, dt=0.05)
 
 
-@pytest.mark.skipif(not VECTORS.exists(), reason="DAPPER test vectors not available")
 @pytest.mark.parametrize("case", CASES)
 def test_ienkf_n_reproduces_dapper(case):
     d = np.load(VECTORS)
