@@ -68,13 +68,13 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
         finally:
             bar.close()
     s.finish(clock.elapsed())
-    return summarise(s, reason, device, progress)
+    return summarise(s, reason, device, progress) if s.writes else {}
 
 
 def summarise(s: Session, reason: str, device: str, progress: bool) -> dict:
     """Test RMSE of the best weights on the twin spec's test set; results.json."""
     c = s.counters
-    test = evaluate_run(s.out, device=device, progress=progress and s.writes)
+    test = evaluate_run(s.out, device=device, progress=progress)
     summary = dict(rmse=test.rmse, rmse_label=test.label(),
                    rmse_per_trajectory=test.summary()["rmse_per_trajectory"],
                    diverged=test.n_diverged, test_set=test.test_set, val_rmse=c.best_val,

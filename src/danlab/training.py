@@ -35,13 +35,22 @@ MAX_ROLLBACKS = 8  # non-finite losses tolerated (each halves the learning rate)
 @dataclass
 class Faults:
     """Fault injection for tests: poison the loss at step `nan_at`, act as if SIGINT arrived
-    at step `stop_at`. Tests set them with monkeypatch; they are not part of the API."""
+    at step `stop_at`. Tests set them with monkeypatch, or for worker processes through the
+    environment (DANLAB_FAULT_NAN_AT, DANLAB_FAULT_STOP_AT); they are not part of the API."""
 
     nan_at: int | None = None
     stop_at: int | None = None
 
+    @classmethod
+    def from_env(cls) -> Faults:
+        def get(name):
+            v = os.environ.get(name)
+            return int(v) if v else None
 
-FAULTS = Faults()
+        return cls(get("DANLAB_FAULT_NAN_AT"), get("DANLAB_FAULT_STOP_AT"))
+
+
+FAULTS = Faults.from_env()
 
 
 class Stop(Exception):
@@ -63,6 +72,8 @@ class Group:
 
     @classmethod
     def from_env(cls, device: torch.device) -> Group:
+        """The group torchrun (or `--workers`) set up in the environment: gloo on CPU, NCCL
+        on GPUs (one per process, by LOCAL_RANK)."""
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world == 1:
             return cls()
@@ -70,24 +81,45 @@ class Group:
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         return cls(dist.get_rank(), dist.get_world_size())
 
-    def shard(self, n: int) -> slice:
-        per = n // self.world
-        return slice(self.rank * per, (self.rank + 1) * per)
+    def device(self, device: torch.device) -> torch.device:
+        """This rank's device: cuda:LOCAL_RANK for a multi-GPU run."""
+        if device.type == "cuda" and self.world > 1:
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return device
 
-    def gather(self, local: torch.Tensor) -> torch.Tensor:
-        """Concatenate every rank's equal-sized slice (dim 0), in rank order."""
+    def check(self, cfg: TrainConfig) -> None:
+        if self.world > 1 and cfg.s_b % self.world:
+            raise DanlabError(f"s_b={cfg.s_b} is not allowed with {self.world} processes: it "
+                              "must be a multiple of the number of processes")
+
+    def bounds(self, n: int, rank: int) -> tuple[int, int]:
+        """Rank `rank`'s share of n items: contiguous, sizes differing by one at most."""
+        return rank * n // self.world, (rank + 1) * n // self.world
+
+    def shard(self, n: int) -> slice:
+        return slice(*self.bounds(n, self.rank))
+
+    def gather(self, local: torch.Tensor, n: int) -> torch.Tensor:
+        """The n items of every rank's shard (dim 0), in rank order."""
         if self.world == 1:
             return local
-        parts = [torch.empty_like(local) for _ in range(self.world)]
-        dist.all_gather(parts, local.contiguous())
-        return torch.cat(parts)
+        size = -(-n // self.world)
+        padded = torch.zeros((size, *local.shape[1:]), dtype=local.dtype, device=local.device)
+        padded[:local.shape[0]] = local
+        parts = [torch.empty_like(padded) for _ in range(self.world)]
+        dist.all_gather(parts, padded)
+        return torch.cat([p[:hi - lo] for p, (lo, hi) in
+                          zip(parts, (self.bounds(n, r) for r in range(self.world)))])
 
-    def mean(self, value: torch.Tensor) -> torch.Tensor:
+    def sum(self, value: torch.Tensor) -> torch.Tensor:
         if self.world == 1:
             return value
         value = value.detach().clone()
         dist.all_reduce(value)
-        return value / self.world
+        return value
+
+    def mean(self, value: torch.Tensor) -> torch.Tensor:
+        return self.sum(value) / self.world
 
 
 # --- the cycling training data -------------------------------------------------------------
@@ -124,9 +156,7 @@ class TrainingData:
 
     def validation(self) -> torch.Tensor:
         n = min(self.n_val, self.cfg.val_trajectories)
-        n -= n % self.group.world
-        return torch.arange(self.n_train, self.n_train + max(n, self.group.world),
-                            device=self.device)
+        return torch.arange(self.n_train, self.n_train + n, device=self.device)
 
     def run(self, filt, idx: torch.Tensor, n_cycles: int):
         """Cycle trajectories `idx` (global) n_cycles further; this rank runs its slice.
@@ -155,8 +185,8 @@ class TrainingData:
                             dtype=truth.dtype)[self.group.shard(b)]
         lost = DEFAULT_DIVERGENCE.blown_up(((x - truth) ** 2).mean(-1).sqrt(), self.std)
         x = torch.where(lost.unsqueeze(-1), truth + self.cfg.twin.sigma * fresh, x)
-        self.xa[idx] = self.group.gather(x.detach())
-        self.truth[idx] = self.group.gather(truth)
+        self.xa[idx] = self.group.gather(x.detach(), b)
+        self.truth[idx] = self.group.gather(truth, b)
 
     def new_epoch(self) -> None:
         self.perm = torch.randperm(self.n_train, generator=self.perm_gen)
@@ -202,6 +232,8 @@ class Session:
 
     def __post_init__(self):
         cfg, dtype = self.cfg, dtype_of(self.cfg)
+        self.group.check(cfg)
+        self.device = self.group.device(self.device)
         self.model = cfg.twin.make_model()
         torch.manual_seed(cfg.seed)
         self.net = build_net(cfg).to(self.device, dtype)
@@ -244,14 +276,25 @@ class Session:
                 (self.out / "metrics.jsonl").unlink(missing_ok=True)
         self.good = (copy.deepcopy(self.net.state_dict()), copy.deepcopy(self.opt.state_dict()))
         trained = self.net
-        if self.group.world > 1:
-            trained = torch.nn.parallel.DistributedDataParallel(self.net)
+        if self.group.world > 1:  # gradients averaged over the ranks' slices of the batch
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            trained = torch.nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
         self.filt = DANFilter(torch.compile(trained) if self.cfg.compile else trained)
         return self
 
     # -- the loop's vocabulary --
 
     def stop_reason(self, elapsed: float, pending: list) -> str | None:
+        """Why the loop should stop now, or None; rank 0 decides for the whole group (their
+        clocks and signals differ)."""
+        reason = self._stop_reason(elapsed, pending)
+        if self.group.world > 1:
+            box = [reason]
+            dist.broadcast_object_list(box, src=0)
+            reason = box[0]
+        return reason
+
+    def _stop_reason(self, elapsed: float, pending: list) -> str | None:
         c = self.counters
         if FAULTS.stop_at is not None and c.step == FAULTS.stop_at:
             return "SIGINT"
@@ -337,10 +380,10 @@ class Session:
             steps = self.data.run(self.filt, idx, cfg.val_cycles)
             for k, (x, xa, truth) in enumerate(steps):  # noqa: B007
                 if k >= cfg.val_cycles // 2:
-                    sq += ((xa - truth) ** 2).mean(-1).sqrt().mean().double()
+                    sq += ((xa - truth) ** 2).mean(-1).sqrt().sum().double()
                     count += 1
         self.data.store(idx, x, truth)
-        return float(self.group.mean(sq / count))
+        return float(self.group.sum(sq) / (count * len(idx)))
 
     def keep_if_best(self, val: float) -> None:
         c = self.counters

@@ -39,10 +39,40 @@ def register(sub, argv=()) -> None:
                    help="comma-separated training times at which to keep the weights")
     p.add_argument("--snapshot-steps", default="", metavar="STEPS",
                    help="comma-separated steps at which to keep the weights")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="data-parallel processes on this machine (the batch is split between "
+                        "them; reproducible for a given N; default: 1). On a cluster use "
+                        "torchrun --nproc-per-node N -m danlab train ...")
     spec.add_arguments(p, TrainConfig, base)
     add_twin_options(p, base.twin)
     add_output_options(p, dtype=None)
     p.set_defaults(func=run)
+
+
+def _train_workers(cfg, out: Path, workers: int, kwargs: dict) -> dict:
+    import json
+
+    from danlab.distributed import launch
+    from danlab.errors import DanlabError, check_int_at_least
+    from danlab.train import train
+
+    check_int_at_least("workers", workers, 1)
+    if cfg.s_b % workers:
+        raise DanlabError(f"s_b={cfg.s_b} is not allowed with --workers {workers}: it must be a "
+                          "multiple of the number of processes")
+    from danlab.train import Stop
+
+    try:
+        launch(train, workers, cfg, out, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - a worker's error, re-raised as the worker's
+        text = str(exc)
+        if "danlab.training.Stop" in text or "Stop:" in text:
+            raise Stop("stopped") from None
+        last = [ln for ln in text.strip().splitlines() if ln.strip()]
+        if last and "DanlabError" in last[-1]:
+            raise DanlabError(last[-1].split("DanlabError: ", 1)[-1]) from None
+        raise
+    return json.loads((out / "results.json").read_text())
 
 
 def _preset_in(argv) -> str | None:
@@ -85,14 +115,19 @@ def run(args) -> int:
     out = Path(args.out or f"runs/{args.preset}")
     if not args.resume and (out / "checkpoint.pt").exists():
         raise DanlabError(f"{str(out)!r} already holds a run: use --resume, or another --out")
+    kwargs = dict(resume=args.resume, device=str(device), progress=progress_on(args),
+                  log=quiet if args.json else log, snapshots=snapshots, snapshot_steps=steps)
     try:
-        summary = train(cfg, out, resume=args.resume, device=str(device),
-                        progress=progress_on(args), log=quiet if args.json else log,
-                        snapshots=snapshots, snapshot_steps=steps)
+        if args.workers > 1:
+            summary = _train_workers(cfg, out, args.workers, kwargs)
+        else:
+            summary = train(cfg, out, **kwargs)
     except Stop as sig:
         if args.json:
             print_json({"stopped": str(sig), "out": str(out), "resume": True})
         return 130
+    if not summary:  # a rank other than 0 under torchrun: rank 0 reports
+        return 0
     if args.json:
         print_json(summary)
     else:
