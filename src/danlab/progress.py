@@ -27,6 +27,9 @@ class _NoBar:
     def set_postfix(self, **kw) -> None:
         pass
 
+    def set_postfix_str(self, text: str) -> None:
+        pass
+
     def close(self) -> None:
         pass
 

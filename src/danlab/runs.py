@@ -1,14 +1,28 @@
-"""A run directory: its config, checkpoint and best weights; loading a trained operator once,
-and evaluating it on the test trajectories of its twin spec (or of another)."""
+"""Runs and their directories.
+
+A run is a pure function of its config: a baseline (method, parameters, twin), a training
+(TrainConfig, processes) or an evaluation (a training's config and a twin). Its directory is
+keyed by a hash of the resolved config, which the directory records (run.json); running a
+finished run again returns its stored result (result.json, written last and atomically), so a
+sweep killed at any moment recomputes only what was not finished. A training's directory also
+holds its config.toml, checkpoint and best weights: `load` reads a trained operator once and
+`evaluate_run` scores it on the test trajectories of its twin spec (or of another)."""
 
 from __future__ import annotations
 
+import dataclasses
+import fcntl
+import os
+import time
+import traceback
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
+from danlab import io, spec
 from danlab.config import TrainConfig
-from danlab.errors import DanlabError, check
+from danlab.errors import DanlabError, check, check_choice
 
 CHECKPOINT = "checkpoint.pt"  # everything needed to resume
 BEST = "best.pt"              # best weights by validation RMSE, with the config
@@ -99,3 +113,206 @@ def evaluate_run(run_dir, twin=None, device="cpu", dtype=None, progress=False,
     op = op.to(device=device, dtype=dtype)
     model, data = twin.build(device=device, dtype=dtype)
     return run_filter(DANFilter(op), data, model, progress=progress)
+
+
+KINDS = ("baseline", "train", "evaluate")
+RESULT = "result.json"
+
+
+# --- resolving a run config --------------------------------------------------------------
+
+def _twin(fields: dict, base=None):
+    from danlab.twin import TwinSpec
+
+    base = base if base is not None else TwinSpec()
+    changes = {k: v for k, v in fields.items()}
+    return spec.from_dict(TwinSpec, {**dataclasses.asdict(base), **changes}, where="twin") \
+        if changes else base
+
+
+def _train_config(fields: dict):
+    from danlab.config import PRESETS, TrainConfig, merge
+
+    fields = dict(fields)
+    name = fields.pop("preset", "cpu")
+    check_choice("preset", name, tuple(PRESETS))
+    return TrainConfig.from_dict(merge(PRESETS[name], fields), where=f"preset {name}")
+
+
+def nest(flat: dict) -> dict:
+    """{"twin.dt": 0.1, "lr": 1e-3} -> {"twin": {"dt": 0.1}, "lr": 1e-3}."""
+    out: dict = {}
+    for key, value in flat.items():
+        parts = key.split(".")
+        d = out
+        for p in parts[:-1]:
+            d = d.setdefault(p, {})
+            check(isinstance(d, dict), f"key {key!r} conflicts with a value given for {p!r}")
+        d[parts[-1]] = value
+    return out
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and k in ("twin", "train", "parameters"):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def resolve(kind: str, fields: dict) -> dict:
+    """The canonical config of a run from its fields (dotted keys or nested tables)."""
+    from danlab.filters import make_filter, method_parameters
+
+    check_choice("kind", kind, KINDS)
+    f = nest(flatten(fields))
+    if kind == "baseline":
+        method = f.pop("method", None)
+        check(method is not None, "a baseline run needs a method")
+        allowed = method_parameters(method)
+        params = dict(f.pop("parameters", {}))
+        params.update({k: f.pop(k) for k in list(f) if k in allowed})
+        twin = _twin(f.pop("twin", {}))
+        dtype = f.pop("dtype", "float64")
+        check_choice("dtype", dtype, ("float32", "float64"))
+        check(not f, f"unknown fields {sorted(f)} for a baseline run of {method!r}")
+        make_filter(method, **params)  # validates the parameters now, not inside a worker
+        return {"kind": kind, "method": method, "parameters": params,
+                "twin": dataclasses.asdict(twin), "dtype": dtype}
+    if kind == "train":
+        workers = f.pop("workers", 1)
+        cfg = _train_config(f)
+        return {"kind": kind, "config": cfg.to_dict(), "workers": workers}
+    train = _train_config(f.pop("train", {}))
+    twin = _twin(f.pop("twin", {}), train.twin)
+    checkpoint = f.pop("checkpoint", "best.pt")
+    check(not f, f"unknown fields {sorted(f)} for an evaluate run")
+    return {"kind": kind, "train": {"kind": "train", "config": train.to_dict(), "workers": 1},
+            "twin": dataclasses.asdict(twin), "checkpoint": checkpoint}
+
+
+def run_name(config: dict) -> str:
+    return f"{config['kind']}-{spec.config_hash(config)}"
+
+
+# --- executing one run ---------------------------------------------------------------------
+
+@contextmanager
+def _locked(directory: Path):
+    """An exclusive lock on a run directory (two workers never compute the same run)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def stored(root: Path, config: dict) -> dict | None:
+    path = Path(root) / run_name(config) / RESULT
+    if path.exists():
+        import json
+
+        return json.loads(path.read_text())
+    return None
+
+
+def execute(config: dict, root: str | Path, device: str = "cpu") -> dict:
+    """Run `config` under root/<kind>-<hash>/ unless it has finished already; return its
+    result. A failure records its traceback (error.txt) and re-raises."""
+    root = Path(root)
+    directory = root / run_name(config)
+    with _locked(directory):
+        done = stored(root, config)
+        if done is not None:
+            return done
+        io.write_json(directory / "run.json", config)
+        (directory / "error.txt").unlink(missing_ok=True)
+        t0 = time.perf_counter()
+        try:
+            result = _compute(config, directory, root, device)
+        except BaseException:
+            io.write_text(directory / "error.txt", traceback.format_exc())
+            raise
+        result = {**result, "wall_seconds": time.perf_counter() - t0, "run": directory.name}
+        io.write_json(directory / RESULT, result)
+        return result
+
+
+def _compute(config: dict, directory: Path, root: Path, device: str) -> dict:
+    import torch
+
+    from danlab.cycle import run_filter
+
+    kind = config["kind"]
+    if kind == "baseline":
+        from danlab.filters import make_filter
+        from danlab.twin import TwinSpec
+
+        dtype = torch.float64 if config["dtype"] == "float64" else torch.float32
+        twin = spec.from_dict(TwinSpec, config["twin"], where="twin")
+        model, data = twin.build(device=device, dtype=dtype)
+        filt = make_filter(config["method"], **config["parameters"])
+        res = run_filter(filt, data, model)
+        return {**_scores(res), "parameters": filt.parameters()}
+    if kind == "train":
+        from danlab.config import TrainConfig
+        from danlab.train import train
+
+        cfg = TrainConfig.from_dict(config["config"], where=str(directory))
+        resume = (directory / "checkpoint.pt").exists()
+        if config.get("workers", 1) > 1:
+            from danlab.distributed import launch
+
+            launch(train, config["workers"], cfg, directory, resume=resume, device=device,
+                   progress=False, log=_quiet)
+            import json
+
+            summary = json.loads((directory / "results.json").read_text())
+        else:
+            summary = train(cfg, directory, resume=resume, device=device, progress=False,
+                            log=_quiet)
+        keep = ("rmse", "rmse_label", "rmse_per_trajectory", "diverged", "test_set",
+                "val_rmse", "steps", "epochs", "seconds", "stop", "throughput", "rollbacks")
+        return {k: summary[k] for k in keep} | {"trajectories": cfg.twin.trajectories}
+    # evaluate: its training first (shared by every evaluation of the same training)
+    from danlab.runs import evaluate_run
+    from danlab.twin import TwinSpec
+
+    execute(config["train"], root, device)
+    run_dir = root / run_name(config["train"])
+    twin = spec.from_dict(TwinSpec, config["twin"], where="twin")
+    res = evaluate_run(run_dir, twin, device=device, which=config["checkpoint"])
+    return _scores(res)
+
+
+def _scores(res) -> dict:
+    return {"rmse": res.rmse if res.has_truth else None, "rmse_label": res.label(),
+            "rmse_per_trajectory": [float(v) for v in res.rmse_per_trajectory],
+            "diverged": res.n_diverged, "trajectories": res.n_trajectories,
+            "diverged_at": [int(v) for v in res.diverged_at], "seconds": res.seconds,
+            "test_set": res.test_set}
+
+
+def _quiet(*a):
+    pass
+
+
+def run_failed(exc: BaseException) -> str:
+    """One line for a failed run."""
+    if isinstance(exc, DanlabError):
+        return str(exc)
+    last = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {last[-1] if last else ''}"[:300]
+
+
+def threads_for_worker() -> None:
+    """One torch thread per worker process (workers = cores)."""
+    import torch
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)

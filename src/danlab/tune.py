@@ -1,9 +1,10 @@
 """Tuning a method's parameter by a scan on a twin kept apart from the test set.
 
-`tune(method, parameter, values, twin)` scores every value on the same tuning trajectories,
-then refines the grid around the best value (geometric midpoints with its neighbours), and
-returns a `Tuning` that `danlab baseline --tuned FILE` reads back, so no number is copied by
-hand. A diverged or non-finite run scores inf.
+`tune(method, parameter, values, twin)` scores every value on the same tuning trajectories
+(one sweep of baseline runs per round, on any executor, its runs kept under `root`), then
+refines the grid around the best value (geometric midpoints with its neighbours), and returns
+a `Tuning` that `danlab baseline --tuned FILE` reads back, so no number is copied by hand. A
+diverged or non-finite run scores inf.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from danlab import io
 from danlab.errors import DanlabError, check, check_positive
-from danlab.filters import METHODS, make_filter, method_parameters
+from danlab.filters import METHODS, method_parameters
 from danlab.twin import TUNING_SEED, TwinSpec
 
 #: the default tuning twin: 8 trajectories x 1,000 cycles, its own seed (not the test set's)
@@ -53,13 +54,6 @@ class Tuning:
         return t
 
 
-def score(method: str, parameters: dict, model, data) -> float:
-    from danlab.cycle import run_filter
-
-    res = run_filter(make_filter(method, **parameters), data, model)
-    return res.rmse if res.n_diverged == 0 and math.isfinite(res.rmse) else math.inf
-
-
 def refine(table: dict[float, float]) -> list[float]:
     """Geometric midpoints between the best value and its neighbours in the scanned grid."""
     xs = sorted(table)
@@ -69,8 +63,14 @@ def refine(table: dict[float, float]) -> list[float]:
 
 
 def tune(method: str, parameter: str, values, twin: TwinSpec = TUNING_TWIN,
-         rounds: int = 2, log=None, **fixed) -> Tuning:
-    """Scan `parameter` of `method` over `values` (> 0), then `rounds` refinements."""
+         rounds: int = 2, log=None, executor=None, root=None, **fixed) -> Tuning:
+    """Scan `parameter` of `method` over `values` (> 0), then `rounds` refinements; each round
+    is a sweep (default: in this process, its runs in a temporary directory)."""
+    import tempfile
+
+    from danlab.executors import make_executor
+    from danlab.sweep import Sweep, run
+
     allowed = method_parameters(method)
     check(parameter in allowed, f"parameter={parameter!r} is not allowed for {method!r}: it "
                                 f"takes {', '.join(allowed)}")
@@ -78,16 +78,24 @@ def tune(method: str, parameter: str, values, twin: TwinSpec = TUNING_TWIN,
     check(len(values) >= 1, "values=() is not allowed: give at least one value")
     for v in values:
         check_positive(parameter, v)
-    model, data = twin.build()
+    executor = executor or make_executor("inline")
+    base = {"method": method, "twin": asdict(twin), **fixed}
     table: dict[float, float] = {}
-    for _ in range(rounds + 1):
-        for v in values:
-            table[v] = score(method, {**fixed, parameter: v}, model, data)
-            if log:
-                log(f"{parameter}={v:.6g}: {table[v]:.4f}")
-        values = refine(table)
-        if not values:
-            break
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        for k in range(rounds + 1):
+            sweep = Sweep("baseline", base, {parameter: values}, name=f"tune-{method}-{k}")
+            ds = run(sweep, out / f"round{k}", executor, root or out / "runs", progress=False,
+                     log=lambda *a: None)["results"]
+            for v in values:
+                cell = ds.sel({parameter: v})
+                ok = int(cell["diverged"]) == 0 and math.isfinite(float(cell["rmse"]))
+                table[v] = float(cell["rmse"]) if ok else math.inf
+                if log:
+                    log(f"{parameter}={v:.6g}: {table[v]:.4f}")
+            values = refine(table)
+            if not values:
+                break
     best = min(table, key=table.get)
     check(math.isfinite(table[best]), f"every {parameter} value diverged on the tuning twin: "
                                       "widen the scan")

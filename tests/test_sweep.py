@@ -1,0 +1,161 @@
+"""Sweeps: runs keyed by their config, resumable after SIGKILL, the same results on every
+executor, failures recorded without stopping the others."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import xarray as xr
+
+from danlab import runs
+from danlab.cli import main
+from danlab.errors import DanlabError
+from danlab.executors import make_executor
+from danlab.sweep import Sweep, collect, run, status
+
+SMALL = {"twin.trajectories": 2, "twin.cycles": 40, "twin.spinup": 10}
+SPEC = """
+kind = "baseline"
+[base]
+"twin.trajectories" = 2
+"twin.cycles" = {cycles}
+"twin.spinup" = 10
+[grid]
+method = ["3dvar", "obs-only", "etkf"]
+"twin.dt" = [0.05, 0.1]
+"""
+
+
+def _quiet(*a):
+    pass
+
+
+def _values(ds):
+    return {k: ds[k].values.tolist() for k in ("rmse", "diverged")}
+
+
+def test_a_run_is_keyed_by_its_resolved_config(tmp_path):
+    a = runs.resolve("baseline", {"method": "enkf-n", "members": 10, **SMALL})
+    b = runs.resolve("baseline", {"method": "enkf-n", "parameters.members": 10,
+                                  "twin": {"trajectories": 2, "cycles": 40, "spinup": 10,
+                                           "inner_dt": 0.01}})
+    assert runs.run_name(a) == runs.run_name(b)  # the inner step's default resolved
+    first = runs.execute(a, tmp_path)
+    again = runs.execute(a, tmp_path)  # a no-op that returns the stored result
+    assert again == first
+    d = tmp_path / runs.run_name(a)
+    assert json.loads((d / "run.json").read_text()) == a
+    with pytest.raises(DanlabError, match="parameters \\['inflation'\\] are not allowed"):
+        runs.resolve("baseline", {"method": "enkf-n", "parameters.inflation": 1.1})
+
+
+def test_failed_run_records_its_traceback_and_the_others_go_on(tmp_path, monkeypatch):
+    sweep = Sweep("baseline", SMALL, {"method": ["obs-only", "3dvar"]})
+    compute = runs._compute
+
+    def failing(config, *args):
+        if config["method"] == "3dvar":
+            raise RuntimeError("boom")
+        return compute(config, *args)
+
+    monkeypatch.setattr(runs, "_compute", failing)
+    res = run(sweep, tmp_path, make_executor("inline"), progress=False, log=_quiet)
+    assert res["done"] == 1 and res["failed"] == 1 and "boom" in list(res["failures"].values())[0]
+    st = status(tmp_path)
+    assert st == {"name": "sweep", "total": 2, "done": 1, "failed": 1, "pending": 0}
+    name = runs.run_name(runs.resolve("baseline", {"method": "3dvar", **SMALL}))
+    assert "RuntimeError: boom" in (tmp_path / "runs" / name / "error.txt").read_text()
+    monkeypatch.setattr(runs, "_compute", compute)  # fixed: the rerun completes the sweep
+    assert run(sweep, tmp_path, make_executor("inline"), progress=False, log=_quiet)["done"] == 1
+    assert status(tmp_path)["done"] == 2
+
+
+def test_sweep_sigkill_then_rerun_recomputes_only_unfinished(tmp_path):
+    spec = tmp_path / "grid.toml"
+    spec.write_text(SPEC.format(cycles=300))
+    ref = tmp_path / "ref"
+    assert main(["sweep", str(spec), "--out", str(ref), "--executor", "inline",
+                 "--no-progress"]) == 0
+    out = tmp_path / "cut"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "danlab", "sweep", str(spec), "--out",
+                             str(out), "--executor", "inline", "--no-progress"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t0 = time.monotonic()
+    while len(list((out / "runs").glob("*/result.json"))) < 2:  # 2 of 6 finished
+        assert proc.poll() is None and time.monotonic() - t0 < 120
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = {p.parent.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*/result.json")}
+    assert 2 <= len(finished) < 6
+    assert status(out)["pending"] == 6 - len(finished)
+    assert main(["sweep", str(spec), "--out", str(out), "--executor", "inline",
+                 "--no-progress"]) == 0
+    for name, mtime in finished.items():  # finished runs were not recomputed
+        assert (out / "runs" / name / "result.json").stat().st_mtime_ns == mtime
+    a, b = xr.open_dataset(ref / "results.nc").load(), xr.open_dataset(out / "results.nc").load()
+    assert _values(a) == _values(b) and status(out)["done"] == 6
+
+
+def test_local_processes_give_the_inline_results(tmp_path):
+    sweep = Sweep("baseline", SMALL, {"method": ["3dvar", "obs-only"], "twin.dt": [0.05, 0.1]})
+    a = run(sweep, tmp_path / "a", make_executor("inline"), progress=False, log=_quiet)
+    b = run(sweep, tmp_path / "b", make_executor("local", 2), progress=False, log=_quiet)
+    assert _values(a["results"]) == _values(b["results"])
+    assert a["results"]["rmse"].dims == ("method", "twin.dt")
+
+
+def test_evaluate_runs_share_their_training(tmp_path):
+    train = {"train.preset": "smoke", "train.filters": 4, "train.blocks": 1, "train.n_r": 64,
+             "train.s_b": 8, "train.max_steps": 6, "train.time_budget": 0.0,
+             "train.twin.trajectories": 2, "train.twin.cycles": 40, "train.twin.spinup": 10}
+    sweep = Sweep("evaluate", train, {"twin.nx": [40, 80]})
+    res = run(sweep, tmp_path, make_executor("inline"), progress=False, log=_quiet)
+    assert res["done"] == 2 and len(list((tmp_path / "runs").glob("train-*"))) == 1
+    assert res["results"]["rmse"].dims == ("twin.nx",)
+
+
+def test_bad_sweep_specs(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    for text, fragment in [('kind = "dance"\n', "kind='dance'"),
+                           ('kind = "baseline"\n[grid]\nmethod = "enkf-n"\n', "non-empty list"),
+                           ('kind = "baseline"\n[grid]\nmethod = ["kalman"]\n', "kalman"),
+                           ('[grid]\nmethod = ["3dvar"]\n', "kind is missing")]:
+        bad.write_text(text)
+        assert main(["sweep", str(bad), "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert fragment in err and len(err.splitlines()) == 1
+        assert not (tmp_path / "o").exists()
+    assert main(["sweep", "status", str(tmp_path / "nothing")]) == 2
+    assert "holds no sweep" in capsys.readouterr().err
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("name,options", [("ray", {}), ("slurm", {"cluster": "local"})])
+def test_ray_and_submitit_give_the_local_results(tmp_path, name, options):
+    pytest.importorskip({"ray": "ray", "slurm": "submitit"}[name])
+    sweep = Sweep("baseline", SMALL, {"method": ["3dvar", "obs-only"], "twin.dt": [0.05, 0.1]})
+    a = run(sweep, tmp_path / "a", make_executor("inline"), progress=False, log=_quiet)
+    ex = make_executor(name, folder=str(tmp_path / "jobs"), **options)
+    b = run(sweep, tmp_path / "b", ex, progress=False, log=_quiet)
+    assert b["done"] == 4 and _values(a["results"]) == _values(b["results"])
+    if name == "ray":
+        import ray
+
+        ray.shutdown()
+
+
+def test_collect_labels_points_outside_the_grid(tmp_path):
+    sweep = Sweep("baseline", SMALL, {"method": ["obs-only"]},
+                  [{"method": "etkf", "members": 8}])
+    res = run(sweep, tmp_path, make_executor("inline"), progress=False, log=_quiet)
+    ds = collect(tmp_path)
+    assert set(ds["members"].values.tolist()) == {"-", "8"} and res["done"] == 2
+    assert "| etkf | 8 |" in (tmp_path / "results.md").read_text()
