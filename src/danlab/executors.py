@@ -57,10 +57,13 @@ def _init_worker():
 
 
 class Local:
+    """A pool of `workers` spawned processes, kept for every sweep this executor runs."""
+
     def __init__(self, workers: int | None = None):
         self.workers = workers or os.cpu_count() or 1
         check_int_at_least("workers", self.workers, 1)
         self._futures: dict = {}
+        self._pool = None
 
     def describe(self) -> str:
         return f"{self.workers} local processes"
@@ -68,18 +71,34 @@ class Local:
     def running(self) -> int:
         return sum(1 for f in self._futures if f.running())
 
-    def map(self, fn, args_list):
-        import multiprocessing
+    def pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            import multiprocessing
 
-        ctx = multiprocessing.get_context("spawn")  # no forked torch state
-        with ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker) as pool:
-            self._futures = {pool.submit(fn, *args): i for i, args in enumerate(args_list)}
-            pending = set(self._futures)
+            ctx = multiprocessing.get_context("spawn")  # no forked torch state
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx,
+                                             initializer=_init_worker)
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def map(self, fn, args_list):
+        pool = self.pool()
+        self._futures = {pool.submit(fn, *args): i for i, args in enumerate(args_list)}
+        pending = set(self._futures)
+        try:
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for f in finished:
                     exc = f.exception()
                     yield self._futures[f], exc if exc is not None else f.result()
+        except BaseException:
+            for f in pending:
+                f.cancel()
+            raise
 
 
 class Ray:

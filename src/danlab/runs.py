@@ -115,7 +115,7 @@ def evaluate_run(run_dir, twin=None, device="cpu", dtype=None, progress=False,
     return run_filter(DANFilter(op), data, model, progress=progress)
 
 
-KINDS = ("baseline", "train", "evaluate")
+KINDS = ("baseline", "train", "evaluate", "diagnose")
 RESULT = "result.json"
 
 
@@ -189,9 +189,17 @@ def resolve(kind: str, fields: dict) -> dict:
     train = _train_config(f.pop("train", {}))
     twin = _twin(f.pop("twin", {}), train.twin)
     checkpoint = f.pop("checkpoint", "best.pt")
-    check(not f, f"unknown fields {sorted(f)} for an evaluate run")
-    return {"kind": kind, "train": {"kind": "train", "config": train.to_dict(), "workers": 1},
-            "twin": dataclasses.asdict(twin), "checkpoint": checkpoint}
+    out = {"kind": kind, "train": {"kind": "train", "config": train.to_dict(), "workers": 1},
+           "twin": dataclasses.asdict(twin), "checkpoint": checkpoint}
+    if kind == "diagnose":
+        from danlab.diagnostics.report import DIAGNOSTICS, check_options
+
+        diagnostic = f.pop("diagnostic", None)
+        check_choice("diagnostic", diagnostic, tuple(DIAGNOSTICS))
+        options = check_options(diagnostic, f.pop("options", {}))
+        out.update(diagnostic=diagnostic, options=options)
+    check(not f, f"unknown fields {sorted(f)} for an {kind} run")
+    return out
 
 
 def run_name(config: dict) -> str:
@@ -279,15 +287,20 @@ def _compute(config: dict, directory: Path, root: Path, device: str) -> dict:
         keep = ("rmse", "rmse_label", "rmse_per_trajectory", "diverged", "test_set",
                 "val_rmse", "steps", "epochs", "seconds", "stop", "throughput", "rollbacks")
         return {k: summary[k] for k in keep} | {"trajectories": cfg.twin.trajectories}
-    # evaluate: its training first (shared by every evaluation of the same training)
-    from danlab.runs import evaluate_run
+    # evaluate / diagnose: the training first (shared by every run of the same training)
     from danlab.twin import TwinSpec
 
     execute(config["train"], root, device)
     run_dir = root / run_name(config["train"])
     twin = spec.from_dict(TwinSpec, config["twin"], where="twin")
-    res = evaluate_run(run_dir, twin, device=device, which=config["checkpoint"])
-    return _scores(res)
+    if kind == "evaluate":
+        return _scores(evaluate_run(run_dir, twin, device=device, which=config["checkpoint"]))
+    from danlab.diagnostics.report import run_diagnostic
+
+    op = load(run_dir, dtype=torch.float64, device=device, which=config["checkpoint"])
+    ds, summary = run_diagnostic(config["diagnostic"], op, twin, config["options"])
+    io.save_netcdf(directory / "diagnostic.nc", ds)
+    return {"diagnostic": config["diagnostic"], "summary": summary}
 
 
 def _scores(res) -> dict:

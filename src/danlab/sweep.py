@@ -68,6 +68,8 @@ class Sweep:
         """[{"labels": {swept field: value}, "fields": {...}, "config": resolved}] in order."""
         keys = list(self.grid)
         rows = [dict(zip(keys, values)) for values in itertools.product(*self.grid.values())]
+        if not keys and self.points:  # points only: no base run of its own
+            rows = []
         rows += [dict(p) for p in self.points]
         swept = list(dict.fromkeys(keys + [k for p in self.points for k in p]))
         out = []
@@ -211,9 +213,11 @@ def table(frame, dims) -> str:
     for _, r in frame.iterrows():
         if r["status"] != "done":
             score = "not finished"
+        elif not math.isfinite(r["rmse"]) and not math.isfinite(r["diverged"]):
+            score = "done (no score)"
         else:
             score = f"{r['rmse']:.4f}"
-            if r["diverged"]:
+            if math.isfinite(r["diverged"]) and r["diverged"]:
                 score += f" ({int(r['diverged'])}/{int(r['trajectories'])} diverged)"
         secs = "" if math.isnan(r["seconds"]) else f"{r['seconds']:.1f}"
         lines.append("| " + " | ".join([*(str(r[d]) for d in dims), score, secs]) + " |")

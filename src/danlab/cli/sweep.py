@@ -75,8 +75,11 @@ def run(args) -> int:
     executor = make_executor(args.executor, args.workers, args.address, args.cpus, args.gpus,
                              folder=str(Path(out) / "slurm"), partition=args.partition,
                              time_min=args.time, cluster=args.cluster)
-    res = S.run(spec, out, executor, args.root, progress=progress_on(args),
-                log=quiet if args.json else log)
+    try:
+        res = S.run(spec, out, executor, args.root, progress=progress_on(args),
+                    log=quiet if args.json else log)
+    finally:
+        getattr(executor, "close", lambda: None)()
     summary = {k: res[k] for k in ("done", "stored", "failed", "failures")} | {
         "out": out, "results": str(Path(out) / "results.nc")}
     if args.json:

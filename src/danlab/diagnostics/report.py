@@ -181,6 +181,52 @@ def compare_enkf(op, twin, members: int, every: int, k: int, dtype):
     return ds, res.summary(), plot_compare(ds)
 
 
+#: each diagnostic's options and their defaults (those of `danlab diagnose`)
+DIAGNOSTICS = {
+    "covariance": {"states": 200, "method": "jacobian", "samples": 64},
+    "marginal-gain": {"states": 400, "method": "composite", "samples": 64, "r": None,
+                      "shifts": 1, "full": False, "antithetic": False},
+    "nonlinearity": {"states": 200, "lambdas": [0.1, 0.2, 0.5, 1, 2, 5, 10, 20],
+                     "truncate": 1e-8, "standardise": True},
+    "innovations": {"bins": 81},
+    "compare-enkf": {"members": 40, "every": 10, "k": 10},
+}
+
+
+def check_options(diagnostic: str, options: dict) -> dict:
+    """The diagnostic's options with defaults filled in; unknown ones refused."""
+    known = DIAGNOSTICS[diagnostic]
+    extra = sorted(set(options) - set(known))
+    check(not extra, f"options {extra} are not allowed for diagnostic {diagnostic!r}: it "
+                     f"takes {', '.join(known)}")
+    return {**known, **options}
+
+
+def run_diagnostic(diagnostic: str, op, twin, options: dict, dtype=torch.float64,
+                   device="cpu", seed: int = DIAGNOSTIC_SEED):
+    """(Dataset, summary) of one diagnostic of operator `op` on `twin` (the DA samples'
+    twin: model, observations, dt and sizes)."""
+    o = check_options(diagnostic, options)
+    if diagnostic == "covariance":
+        ds, summary, fig = covariance(op, twin, o["states"], o["method"], o["samples"], seed,
+                                      dtype, device)
+    elif diagnostic == "marginal-gain":
+        ds, summary, fig = marginal_gain([op], [twin], o["states"], o["method"], o["samples"],
+                                         o["r"], o["shifts"], o["full"], o["antithetic"],
+                                         "each", seed, dtype, device)
+    elif diagnostic == "nonlinearity":
+        ds, summary, fig = nonlinearity([(op, twin)], o["lambdas"], o["states"], o["truncate"],
+                                        o["standardise"], seed, dtype)
+    elif diagnostic == "innovations":
+        ds, summary, fig = innovations([(op, twin)], o["bins"], dtype)
+    else:
+        ds, summary, fig = compare_enkf(op, twin, o["members"], o["every"], o["k"], dtype)
+    from danlab.diagnostics.plots import close
+
+    close(fig)
+    return ds, summary
+
+
 def with_twin(twin, **changes):
     """The run's twin with the given changes (None values ignored)."""
     changes = {k: v for k, v in changes.items() if v is not None}

@@ -1,0 +1,96 @@
+"""Running an experiment: its sweeps on an executor (resumable, runs shared between
+experiments under one root), its results as one netCDF Dataset, its figure from that file."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import xarray as xr
+
+from danlab import io, sweep
+from danlab.errors import DanlabError, check_choice
+from danlab.experiments import SCALES, get
+from danlab.progress import log as stderr_log
+
+
+class Context:
+    """What an experiment's `compute` runs its sweeps through."""
+
+    def __init__(self, name: str, scale: str, out: Path, executor, progress: bool, log):
+        self.name, self.scale, self.out = name, scale, Path(out)
+        self.dir = self.out / name
+        self.root = self.out / "runs"  # shared by every experiment of this --out
+        self.executor, self.progress, self.log = executor, progress, log
+        self.sweeps: list[str] = []
+        self.failed = 0
+
+    def run(self, s: sweep.Sweep) -> xr.Dataset:
+        """Run a sweep (stored runs are read back); its results Dataset."""
+        s.name = f"{self.name}-{s.name}"
+        self.sweeps.append(s.name)
+        res = sweep.run(s, self.dir / "sweeps" / s.name, self.executor, self.root,
+                        progress=self.progress, log=self.log)
+        self.failed += res["failed"]
+        return res["results"]
+
+    def results(self, s: sweep.Sweep) -> list[dict]:
+        """Each run's full result (e.g. per-trajectory RMSEs, diagnostics), in sweep order."""
+        from danlab import runs
+
+        out = []
+        for e in s.entries():
+            stored = runs.stored(self.root, e["config"])
+            out.append({"labels": e["labels"], "result": stored,
+                        "dir": self.root / runs.run_name(e["config"])})
+        return out
+
+
+def run_experiment(name: str, scale: str, out: str | Path, executor=None,
+                   progress: bool = True, log=stderr_log) -> dict:
+    from danlab.executors import make_executor
+
+    check_choice("scale", scale, SCALES)
+    exp = get(name)
+    ctx = Context(name, scale, Path(out), executor or make_executor("local"), progress, log)
+    t0 = time.perf_counter()
+    try:
+        ds = exp.compute(scale, ctx)
+    finally:
+        getattr(ctx.executor, "close", lambda: None)()
+    seconds = time.perf_counter() - t0
+    ds.attrs.update(experiment=name, scale=scale, title=exp.TITLE, compute_seconds=seconds,
+                    failed_runs=ctx.failed)
+    io.save_netcdf(ctx.dir / "results.nc", ds)
+    io.write_json(ctx.dir / "experiment.json", {"name": name, "scale": scale,
+                                                "sweeps": ctx.sweeps, "seconds": seconds,
+                                                "failed_runs": ctx.failed})
+    figures = plot_experiment(name, out)
+    log(f"{name} ({scale}): {len(ctx.sweeps)} sweeps in {seconds:.0f} s, {ctx.failed} failed "
+        f"runs; figure {figures[0] if figures else '-'}")
+    return {"name": name, "scale": scale, "seconds": seconds, "failed_runs": ctx.failed,
+            "results": str(ctx.dir / "results.nc"), "figures": [str(f) for f in figures]}
+
+
+def plot_experiment(name: str, out: str | Path) -> list[Path]:
+    """The figure (PNG and PDF) from the stored results: nothing is recomputed."""
+    exp = get(name)
+    path = Path(out) / name / "results.nc"
+    if not path.exists():
+        raise DanlabError(f"no results for {name!r} in {str(out)!r}: run `danlab experiment run "
+                          f"{name} --out {out}` first")
+    with xr.open_dataset(path) as ds:
+        ds = ds.load()
+    return exp.plot(ds, Path(out) / name / name)
+
+
+def status_experiment(name: str, out: str | Path) -> dict:
+    get(name)
+    meta = Path(out) / name / "experiment.json"
+    sweeps_dir = Path(out) / name / "sweeps"
+    rows = [sweep.status(d) for d in sorted(sweeps_dir.glob("*")) if (d / "sweep.json").exists()]
+    total = {k: sum(r[k] for r in rows) for k in ("total", "done", "failed", "pending")}
+    finished = json.loads(meta.read_text()) if meta.exists() else None
+    return {"name": name, "sweeps": rows, **total, "finished": finished is not None,
+            "scale": finished["scale"] if finished else None}

@@ -1,0 +1,67 @@
+"""Every registered experiment runs end to end at smoke scale and writes its figure; plotting
+again reads the stored results only."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import xarray as xr
+
+from danlab.cli import main
+from danlab.executors import make_executor
+from danlab.experiments import registry
+from danlab.experiments.runner import plot_experiment, run_experiment, status_experiment
+
+NAMES = list(registry())
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory):
+    d = tmp_path_factory.mktemp("experiments")
+    ex = make_executor("local", 2)
+    for name in NAMES:  # one root: experiments share their runs (fig6 / fig7, figA2 / figA3)
+        res = run_experiment(name, "smoke", d, ex, progress=False, log=lambda *a: None)
+        assert res["failed_runs"] == 0, name
+    return d
+
+
+def test_the_registry_has_every_figure():
+    assert set(NAMES) >= {"fig1", "fig2", "fig3", "fig4", "fig5", "fig6", "fig7", "figA1",
+                          "figA2", "figA3", "nx-transfer"}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_experiment_writes_results_and_figure(out, name):
+    d = out / name
+    for f in ("results.nc", f"{name}.png", f"{name}.pdf", "experiment.json"):
+        assert (d / f).stat().st_size > 0, f
+    with xr.open_dataset(d / "results.nc") as ds:
+        assert ds.attrs["scale"] == "smoke" and ds.attrs["failed_runs"] == 0
+        if "rmse" in ds and "method" in ds.dims:  # scores beside their diverged counts
+            assert "diverged" in ds and ds["rmse"].notnull().any()
+
+
+def test_plot_recomputes_nothing(out):
+    runs = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("result.json")}
+    results = (out / "fig3" / "results.nc").stat().st_mtime_ns
+    paths = plot_experiment("fig3", out)
+    assert paths and all(p.exists() for p in paths)
+    assert {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("result.json")} == runs
+    assert (out / "fig3" / "results.nc").stat().st_mtime_ns == results
+
+
+def test_status_and_cli(out, capsys):
+    st = status_experiment("fig3", out)
+    assert st["finished"] and st["pending"] == 0 and st["done"] == st["total"] > 0
+    assert main(["experiment", "status", "fig3", "--out", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["finished"]
+    assert main(["experiment", "list"]) == 0 and "fig3" in capsys.readouterr().out
+    assert main(["experiment", "run", "fig99", "--out", str(out)]) == 2
+    assert "experiment='fig99'" in capsys.readouterr().err
+
+
+def test_fig_a3_reports_the_fit_beside_the_paper(out):
+    with xr.open_dataset(out / "figA3" / "results.nc") as ds:
+        for k in ("gamma", "alpha", "beta", "rho"):
+            assert f"{k}_ci95" in ds.attrs and f"paper_{k}" in ds.attrs
