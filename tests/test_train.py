@@ -92,3 +92,32 @@ def test_config_validation():
         TrainConfig(kernel=4)
     with pytest.raises(DanlabError, match="autocast"):
         TrainConfig(autocast=True, dtype="float64")
+
+
+def test_resume_is_exact_with_ema_warmup_curriculum_and_product(tmp_path, faults):
+    cfg = preset("smoke", **TINY, dtype="float64", ema=0.9, warmup=0.2, n_iter_start=2,
+                 product=True)
+    full = train(cfg, tmp_path / "a", progress=False, log=quiet)
+    faults.stop_at = 13
+    with pytest.raises(Stop):
+        train(cfg, tmp_path / "b", progress=False, log=quiet)
+    faults.stop_at = None
+    resumed = train(cfg, tmp_path / "b", resume=True, progress=False, log=quiet)
+    for name in (CHECKPOINT, BEST):
+        wa = load_checkpoint(tmp_path / "a" / name)["weights"]
+        wb = load_checkpoint(tmp_path / "b" / name)["weights"]
+        assert all(torch.equal(wa[k], wb[k]) for k in wa), name
+    assert full["rmse"] == resumed["rmse"]
+    # best.pt holds the average of the weights, not the last iterate
+    ck = load_checkpoint(tmp_path / "a" / CHECKPOINT, ("ema", "weights"))
+    assert not all(torch.equal(ck["ema"][k], ck["weights"][k]) for k in ck["weights"])
+
+
+def test_schedules():
+    from danlab.training import lr_factor, n_iter_at
+
+    cfg = preset("smoke", warmup=0.1, n_iter_start=2, n_iter=8, lr=1e-3, lr_min=1e-5)
+    assert lr_factor(cfg, 0.05) == pytest.approx(0.5)
+    assert lr_factor(cfg, 0.1) == pytest.approx(1.0)
+    assert lr_factor(cfg, 1.0) == pytest.approx(0.01)
+    assert [n_iter_at(cfg, t) for t in (0.0, 0.25, 0.5, 1.0)] == [2, 5, 8, 8]

@@ -35,6 +35,8 @@ class TrainConfig:
     blocks: int = param(4, "residual blocks")
     activation: str = param("gelu", "activation", choices=("gelu", "relu", "tanh", "silu"))
     alpha: bool = param(True, "Eq. 22: add a trainable alpha * zeta term")
+    product: bool = param(False, "cnn: a bilinear (product) block after the lift, as L96's "
+                                 "quadratic term")
     columns: int = param(8, "linear-zeta: columns of X^a; hyper: hidden channels")
     loc_radius: float = param(4.0, "linear-zeta: Gaspari-Cohn half-width in sites (0: none)")
     # training (App. A: N_r, S_b, N_iter)
@@ -48,6 +50,12 @@ class TrainConfig:
                                     "anneals over it")
     lr: float = param(3e-3, "peak learning rate (Adam)")
     lr_min: float = param(5e-5, "final learning rate of the cosine decay")
+    warmup: float = param(0.0, "fraction of the run over which the learning rate rises "
+                               "linearly to lr")
+    ema: float = param(0.0, "decay of an exponential moving average of the weights, used for "
+                            "validation, the best weights and the test (0: off; e.g. 0.999)")
+    n_iter_start: int = param(0, "curriculum: N_iter grows from this to n_iter over the first "
+                                 "half of the run (0: off)")
     clip: float = param(1.0, "gradient-norm clipping")
     patience: int = param(0, "stop after this many epochs without a better validation RMSE "
                              "(0: off)")
@@ -106,8 +114,13 @@ def validate(c: TrainConfig) -> None:
     check_int_at_least("n_r", c.n_r, 2)
     for name in ("lr", "clip"):
         check_positive(name, getattr(c, name))
-    for name in ("lr_min", "time_budget", "loc_radius"):
+    for name in ("lr_min", "time_budget", "loc_radius", "warmup", "ema"):
         check_non_negative(name, getattr(c, name))
+    check(c.warmup < 1, f"warmup={c.warmup!r} is not allowed: it must be a fraction < 1")
+    check(c.ema < 1, f"ema={c.ema!r} is not allowed: it must be a decay < 1")
+    check_int_at_least("n_iter_start", c.n_iter_start, 0)
+    check(c.n_iter_start <= c.n_iter, f"n_iter_start={c.n_iter_start} is not allowed: it must "
+                                      f"be <= n_iter={c.n_iter}")
     check(c.kernel % 2 == 1, f"kernel={c.kernel} is not allowed: it must be odd")
     check(not (c.autocast and c.dtype != "float32"),
           f"autocast=true is not allowed with dtype={c.dtype!r}: it needs dtype float32")

@@ -244,6 +244,7 @@ class Session:
         self.n_total = min(epochs_total, cfg.max_steps) if cfg.max_steps else epochs_total
         self.end_reason = ("max_steps" if cfg.max_steps and self.n_total == cfg.max_steps
                            else "epochs")
+        self.ema: torch.nn.Module | None = None
         self.writes = self.group.rank == 0
 
     def start(self, resume: bool) -> Session:
@@ -260,6 +261,9 @@ class Session:
                 raise DanlabError(f"--resume: the config differs from the checkpoint's in {diff}")
             self.net.load_state_dict(ck["weights"])
             self.opt.load_state_dict(ck["optimizer"])
+            if self.cfg.ema:
+                self.ema = copy.deepcopy(self.net).requires_grad_(False)
+                self.ema.load_state_dict(ck["ema"])
             self.data.load_state_dict(ck)
             self.counters = Counters(**ck["state"])
             self.log(f"resumed from step {self.counters.step} (epoch {self.counters.epoch})")
@@ -274,13 +278,25 @@ class Session:
             if self.writes:
                 io.write_text(self.out / "config.toml", to_toml(self.cfg))
                 (self.out / "metrics.jsonl").unlink(missing_ok=True)
-        self.good = (copy.deepcopy(self.net.state_dict()), copy.deepcopy(self.opt.state_dict()))
+        if self.cfg.ema and self.ema is None:
+            self.ema = copy.deepcopy(self.net).requires_grad_(False)
+        self.good = self._snapshot()
         trained = self.net
         if self.group.world > 1:  # gradients averaged over the ranks' slices of the batch
             ids = [self.device.index] if self.device.type == "cuda" else None
             trained = torch.nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
         self.filt = DANFilter(torch.compile(trained) if self.cfg.compile else trained)
+        self.eval_filt = DANFilter(self.ema) if self.ema is not None else self.filt
         return self
+
+    def evaluated(self) -> torch.nn.Module:
+        """The network that is validated, kept as best and tested: the EMA of the weights if
+        cfg.ema, else the trained one."""
+        return self.ema if self.ema is not None else self.net
+
+    def _snapshot(self):
+        ema = copy.deepcopy(self.ema.state_dict()) if self.ema is not None else None
+        return (copy.deepcopy(self.net.state_dict()), copy.deepcopy(self.opt.state_dict()), ema)
 
     # -- the loop's vocabulary --
 
@@ -311,21 +327,24 @@ class Session:
         a non-finite loss rolls back to the last good weights at half the learning rate."""
         cfg, c = self.cfg, self.counters
         idx = self.data.batch(c.pos)
+        progress = self.progress(elapsed)
+        n_iter = n_iter_at(cfg, progress)
         loss = 0.0
         with autocast(cfg, self.device):
-            for x, xa, truth in self.data.run(self.filt, idx, cfg.n_iter):  # noqa: B007
+            for x, xa, truth in self.data.run(self.filt, idx, n_iter):  # noqa: B007
                 loss = loss + ((xa.float() - truth) ** 2).mean()
-        loss = loss / cfg.n_iter
+        loss = loss / n_iter
         if FAULTS.nan_at is not None and c.step == FAULTS.nan_at:
             loss = loss * float("nan")
         for group in self.opt.param_groups:
-            group["lr"] = cfg.lr * c.lr_scale * lr_factor(cfg, c.step, self.n_total, elapsed)
+            group["lr"] = cfg.lr * c.lr_scale * lr_factor(cfg, progress)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.clip)
         loss = self.group.mean(loss.detach())
         if torch.isfinite(loss) and torch.isfinite(gnorm):
             self.opt.step()
+            self._update_ema()
             self.data.store(idx, x, truth)
         else:
             self._rollback()
@@ -333,12 +352,30 @@ class Session:
         c.pos += 1
         return float(loss.sqrt())
 
+    def progress(self, elapsed: float) -> float:
+        """How far the run is, in [0, 1]: by steps, or by the time budget when it binds first."""
+        t = self.counters.step / max(self.n_total, 1)
+        if self.cfg.time_budget:
+            t = max(t, elapsed / self.cfg.time_budget)
+        return min(t, 1.0)
+
+    def _update_ema(self) -> None:
+        if self.ema is None:
+            return
+        # the usual warm start: the average forgets its random start within ~1/(1-decay) steps
+        decay = min(self.cfg.ema, (1 + self.counters.step) / (10 + self.counters.step))
+        with torch.no_grad():
+            e, p = list(self.ema.parameters()), list(self.net.parameters())
+            torch._foreach_lerp_(e, p, 1 - decay)
+
     def _rollback(self) -> None:
         c = self.counters
         c.rollbacks += 1
         c.lr_scale *= 0.5
         self.net.load_state_dict(self.good[0])
         self.opt.load_state_dict(self.good[1])
+        if self.ema is not None:
+            self.ema.load_state_dict(self.good[2])
         self.metric(dict(event="rollback", step=c.step, lr_scale=c.lr_scale))
         self.log(f"non-finite loss at step {c.step}: rolled back to the last good weights, "
                  f"learning rate x{c.lr_scale:g}")
@@ -360,8 +397,7 @@ class Session:
         c.seconds = elapsed
         self.keep_if_best(val)
         if math.isfinite(val):
-            self.good = (copy.deepcopy(self.net.state_dict()),
-                         copy.deepcopy(self.opt.state_dict()))
+            self.good = self._snapshot()
         self.metric(dict(epoch=c.epoch, step=c.step, val_rmse=val, train_rmse=train_rmse,
                          seconds=c.seconds, lr=self.opt.param_groups[0]["lr"]))
         self.checkpoint(elapsed)
@@ -377,7 +413,7 @@ class Session:
         sq = torch.zeros((), dtype=torch.float64, device=self.device)
         count = 0
         with torch.no_grad(), autocast(cfg, self.device):
-            steps = self.data.run(self.filt, idx, cfg.val_cycles)
+            steps = self.data.run(self.eval_filt, idx, cfg.val_cycles)
             for k, (x, xa, truth) in enumerate(steps):  # noqa: B007
                 if k >= cfg.val_cycles // 2:
                     sq += ((xa - truth) ** 2).mean(-1).sqrt().sum().double()
@@ -391,7 +427,7 @@ class Session:
             c.best_val, c.bad_epochs = val, 0
             if self.writes:
                 io.save_torch(self.out / BEST, dict(config=self.cfg.to_dict(),
-                                                    weights=self.net.state_dict(),
+                                                    weights=self.evaluated().state_dict(),
                                                     step=c.step, val_rmse=val))
         else:
             c.bad_epochs += 1
@@ -409,6 +445,7 @@ class Session:
             io.save_torch(self.out / CHECKPOINT, dict(
                 config=self.cfg.to_dict(), weights=self.net.state_dict(),
                 optimizer=self.opt.state_dict(), state=asdict(self.counters),
+                **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
                 **self.data.state_dict()))
 
     def metric(self, record: dict) -> None:
@@ -429,15 +466,22 @@ def autocast(cfg: TrainConfig, dev: torch.device):
     return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.autocast)
 
 
-def lr_factor(cfg: TrainConfig, step: int, total: int, elapsed: float = 0.0) -> float:
-    """Cosine decay from lr to lr_min over the run: over `total` steps or, when a time budget
-    binds first, over the budget, so a run of fixed wall time ends annealed on any machine.
-    (Only step-bound runs are bit-reproducible and resume exactly.)"""
-    t = step / max(total, 1)
-    if cfg.time_budget:
-        t = max(t, elapsed / cfg.time_budget)
-    t = min(t, 1.0)
+def lr_factor(cfg: TrainConfig, t: float) -> float:
+    """Linear warm-up over the first `warmup` of the run, then cosine decay from lr to lr_min;
+    t is the run's progress (steps, or the time budget when it binds first), so a run of fixed
+    wall time ends annealed on any machine. (Only step-bound runs are bit-reproducible.)"""
+    if cfg.warmup and t < cfg.warmup:
+        return max(t / cfg.warmup, 1e-3)
+    t = (t - cfg.warmup) / (1 - cfg.warmup) if cfg.warmup else t
     return (cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * t))) / cfg.lr
+
+
+def n_iter_at(cfg: TrainConfig, t: float) -> int:
+    """N_iter at progress t: cfg.n_iter, or the curriculum from n_iter_start to n_iter over the
+    first half of the run."""
+    if not cfg.n_iter_start:
+        return cfg.n_iter
+    return round(cfg.n_iter_start + (cfg.n_iter - cfg.n_iter_start) * min(1.0, 2 * t))
 
 
 # --- around the loop -----------------------------------------------------------------------
@@ -467,7 +511,7 @@ class Snapshots:
             keep.append(f"step{s.counters.step}")
         for name in keep:
             io.save_torch(self.out / "snapshots" / f"{name}.pt",
-                          dict(config=s.cfg.to_dict(), weights=weights_of(s.net),
+                          dict(config=s.cfg.to_dict(), weights=weights_of(s.evaluated()),
                                step=s.counters.step, seconds=elapsed))
         self.last = elapsed
 

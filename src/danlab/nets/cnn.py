@@ -23,13 +23,15 @@ class ResidualCNN(nn.Module):
 
     def __init__(self, filters: int = 32, kernel: int = 5, blocks: int = 4,
                  activation: str = "gelu", variant: str = "full", alpha: bool = True,
-                 sigma: float = 1.0, climatology: tuple[float, float] = (0.0, 1.0)):
+                 sigma: float = 1.0, climatology: tuple[float, float] = (0.0, 1.0),
+                 product: bool = False):
         super().__init__()
         act = activation_class(activation, linear=variant == "linear")
         self.use_xf = variant != "no-xf"
         self.sigma = float(sigma)
         self.norm = Normalise(*climatology)
-        self.trunk = Trunk(2 if self.use_xf else 1, filters, kernel, blocks, act)
+        self.trunk = Trunk(2 if self.use_xf else 1, filters, kernel, blocks, act,
+                           product=product and variant != "linear")
         self.head = nn.Sequential(act(), nn.Conv1d(filters, 1, 1))
         nn.init.zeros_(self.head[1].weight)
         nn.init.zeros_(self.head[1].bias)
@@ -47,4 +49,4 @@ class ResidualCNN(nn.Module):
 @register_net("cnn")
 def build_cnn(cfg, climatology) -> ResidualCNN:
     return ResidualCNN(cfg.filters, cfg.kernel, cfg.blocks, cfg.activation, cfg.variant,
-                       cfg.alpha, cfg.twin.sigma, climatology)
+                       cfg.alpha, cfg.twin.sigma, climatology, cfg.product)

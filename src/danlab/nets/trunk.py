@@ -30,18 +30,39 @@ class ResidualBlock(nn.Module):
         return h + self.body(h)
 
 
+class ProductBlock(nn.Module):
+    """h + W [conv_a(h) * conv_b(h)]: a bilinear layer, as in the L96 CNNs of the literature
+    (L96's nonlinearity is quadratic), so products of neighbouring features come cheap."""
+
+    def __init__(self, channels: int, kernel: int):
+        super().__init__()
+        self.a = circular_conv(channels, channels, kernel)
+        self.b = circular_conv(channels, channels, kernel)
+        self.mix = nn.Conv1d(channels, channels, 1)
+        nn.init.zeros_(self.mix.weight)
+        nn.init.zeros_(self.mix.bias)
+
+    def forward(self, h: Tensor) -> Tensor:
+        return h + self.mix(self.a(h) * self.b(h))
+
+
 class Trunk(nn.Module):
-    """lift conv(k) to N_f channels, then `blocks` residual blocks; every convolution circular
-    over the sites, so the trunk is translation-equivariant and independent of N_x."""
+    """lift conv(k) to N_f channels, an optional product block, then `blocks` residual
+    blocks; every convolution circular over the sites, so the trunk is translation-equivariant
+    and independent of N_x."""
 
     def __init__(self, c_in: int, filters: int, kernel: int, blocks: int,
-                 act: type[nn.Module]):
+                 act: type[nn.Module], product: bool = False):
         super().__init__()
         self.lift = circular_conv(c_in, filters, kernel)
+        self.product = ProductBlock(filters, kernel) if product else None
         self.blocks = nn.Sequential(*[ResidualBlock(filters, kernel, act) for _ in range(blocks)])
 
     def forward(self, h: Tensor) -> Tensor:
-        return self.blocks(self.lift(h))
+        h = self.lift(h)
+        if self.product is not None:
+            h = self.product(h)
+        return self.blocks(h)
 
 
 class Normalise(nn.Module):
