@@ -159,3 +159,11 @@ def test_collect_labels_points_outside_the_grid(tmp_path):
     ds = collect(tmp_path)
     assert set(ds["members"].values.tolist()) == {"-", "8"} and res["done"] == 2
     assert "| etkf | 8 |" in (tmp_path / "results.md").read_text()
+
+
+def test_cross_runs_every_point_at_every_grid_value():
+    s = Sweep("baseline", SMALL, {"twin.dt": [0.05, 0.1]},
+              [{"method": "obs-only"}, {"method": "etkf", "members": 8}], cross=True)
+    labels = [e["labels"] for e in s.entries()]
+    assert len(labels) == 4 and {(d["method"], d["twin.dt"]) for d in labels} == {
+        ("obs-only", 0.05), ("obs-only", 0.1), ("etkf", 0.05), ("etkf", 0.1)}

@@ -13,6 +13,8 @@ A sweep spec (TOML, or a `Sweep` built in Python):
     method = "3dvar"
     "twin.dt" = 0.05
 
+With `cross = true` every point is run at every grid value (points x grid) instead.
+
 The out directory holds sweep.json (the runs and their labels), runs/<kind>-<hash>/ (one per
 run, shared by every sweep using the same root), results.nc and results.md.
 """
@@ -42,6 +44,7 @@ class Sweep:
     grid: dict = field(default_factory=dict)
     points: list = field(default_factory=list)
     name: str = "sweep"
+    cross: bool = False
 
     def __post_init__(self):
         check_choice("kind", self.kind, runs.KINDS)
@@ -55,22 +58,26 @@ class Sweep:
     @classmethod
     def from_toml(cls, path: str) -> Sweep:
         data = load_toml(path)
-        known = {"kind", "base", "grid", "points", "name"}
+        known = {"kind", "base", "grid", "points", "name", "cross"}
         extra = sorted(set(data) - known)
         check(not extra, f"sweep spec {path!r}: unknown keys {extra}; allowed: "
                          f"{', '.join(sorted(known))}")
         check("kind" in data, f"sweep spec {path!r}: kind is missing (baseline, train or "
                               "evaluate)")
         return cls(data["kind"], data.get("base", {}), data.get("grid", {}),
-                   data.get("points", []), data.get("name", Path(path).stem))
+                   data.get("points", []), data.get("name", Path(path).stem),
+                   bool(data.get("cross", False)))
 
     def entries(self) -> list[dict]:
         """[{"labels": {swept field: value}, "fields": {...}, "config": resolved}] in order."""
         keys = list(self.grid)
         rows = [dict(zip(keys, values)) for values in itertools.product(*self.grid.values())]
-        if not keys and self.points:  # points only: no base run of its own
-            rows = []
-        rows += [dict(p) for p in self.points]
+        if self.cross and self.points:
+            rows = [{**p, **r} for p in self.points for r in rows]
+        else:
+            if not keys and self.points:  # points only: no base run of its own
+                rows = []
+            rows += [dict(p) for p in self.points]
         swept = list(dict.fromkeys(keys + [k for p in self.points for k in p]))
         out = []
         for row in rows:
