@@ -89,41 +89,59 @@ def test_wrong_dtype_for_a_dan_is_one_line():
         danlab.run_filter(danlab.DANFilter(op), twin, model)
 
 
+class DampedL96(danlab.Model):
+    """A user's model in ten lines: Lorenz-96 with a damping factor, Heun's method."""
+
+    name = "damped-l96"
+
+    def __init__(self, forcing: float = 8.0, damping: float = 1.2, inner_dt: float = 0.01):
+        self.forcing, self.damping, self.inner_dt = forcing, damping, inner_dt
+
+    def options(self):
+        return {"forcing": self.forcing, "damping": self.damping, "inner_dt": self.inner_dt}
+
+    def tendency(self, x):
+        r = torch.roll
+        return (r(x, -1, -1) - r(x, 2, -1)) * r(x, 1, -1) - self.damping * x + self.forcing
+
+    def forecast(self, x, dt):
+        n = max(1, round(dt / self.inner_dt))
+        h = dt / n
+        for _ in range(n):  # Heun's method: a different scheme from danlab's RK4
+            k1 = self.tendency(x)
+            x = x + 0.5 * h * (k1 + self.tendency(x + h * k1))
+        return x
+
+    def random_state(self, n, nx, generator):
+        return self.forcing + torch.randn(n, nx, generator=generator, dtype=torch.float64)
+
+
 def test_user_model_through_the_api(tmp_path):
-    """A user-defined model (a Lorenz-96 variant with a damping factor, written here) is
-    assimilated and a DAN is trained on it through the public API."""
-
-    class DampedL96(danlab.Model):
-        name = "damped-l96"
-
-        def __init__(self, forcing: float = 8.0, damping: float = 1.2, inner_dt: float = 0.01):
-            self.forcing, self.damping, self.inner_dt = forcing, damping, inner_dt
-
-        def options(self):
-            return {"forcing": self.forcing, "damping": self.damping, "inner_dt": self.inner_dt}
-
-        def tendency(self, x):
-            r = torch.roll
-            return (r(x, -1, -1) - r(x, 2, -1)) * r(x, 1, -1) - self.damping * x + self.forcing
-
-        def forecast(self, x, dt):
-            n = max(1, round(dt / self.inner_dt))
-            h = dt / n
-            for _ in range(n):  # Heun's method: a different scheme from danlab's RK4
-                k1 = self.tendency(x)
-                x = x + 0.5 * h * (k1 + self.tendency(x + h * k1))
-            return x
-
-        def random_state(self, n, nx, generator):
-            return self.forcing + torch.randn(n, nx, generator=generator, dtype=torch.float64)
-
-    sys.modules[__name__].DampedL96 = DampedL96  # importable as module:Class
-    spec = TwinSpec(model=f"{__name__}:DampedL96", trajectories=2, cycles=60, spinup=20)
+    """A user-defined model is assimilated and a DAN is trained on it through the public API,
+    by its module:Class name (so a run records and rebuilds it)."""
+    spec = TwinSpec(model=f"{__name__}:DampedL96", model_options={"damping": 1.3},
+                    trajectories=2, cycles=60, spinup=20)
     model, twin = spec.build()
-    assert model.damping == 1.2
+    assert model.damping == 1.3 and model.forcing == 8.0
     enkf = danlab.run_filter(danlab.make_filter("enkf-n", members=20), twin, model)
     assert enkf.n_diverged == 0 and enkf.rmse < 0.5
     cfg = danlab.preset("smoke", twin=spec, filters=8, blocks=1, n_r=64, s_b=8,
                         max_steps=30, time_budget=0.0, val_cycles=8)
     out = danlab.train(cfg, tmp_path, progress=False, log=lambda *a: None)
     assert out["diverged"] == 0 and out["rmse"] < 1.0
+    again = danlab.evaluate_run(tmp_path)  # the run rebuilds the user's model by name
+    assert again.rmse == pytest.approx(out["rmse"])
+
+
+def test_user_model_from_the_command_line(capsys):
+    from danlab.cli import main
+
+    args = ["baseline", "--method", "enkf-n", "--members", "20", "--model",
+            f"{__name__}:DampedL96", "--forcing", "6", "--trajectories", "2", "--cycles", "60",
+            "--spinup", "20", "--device", "cpu", "--json"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["twin"]["model"].endswith(":DampedL96") and out["twin"]["forcing"] == 6.0
+    assert out["rmse"] < 0.5
+    assert main([*args[:5], "--model", f"{__name__}:NotThere", *args[7:]]) == 2
+    assert "cannot be imported" in capsys.readouterr().err
