@@ -57,7 +57,8 @@ class IEnKFN(EnsembleFilter):
     `forecast` remembers the model and dt it was called with, since `analysis` re-runs them.
     tol: per-trajectory tolerance on the RMS Gauss-Newton increment (0 = always max_iter);
     variant: "transform" (T-IEnKF) or "bundle" (finite-difference sensitivities);
-    dirac: Dirac-Jeffreys hyperprior; xN: hyperprior boost; finite_size=False gives the plain
+    dirac: Dirac-Jeffreys hyperprior (same eN, cL as the EnKF-N, from the eigenvalues of
+    Y0 Y0^T at each iteration); xN: hyperprior boost; finite_size=False gives the plain
     IEnKF (zeta = N - 1, no inflation).
     """
 
