@@ -60,7 +60,8 @@ class IEnKFN(EnsembleFilter):
     `analysis` re-runs the model over the window (it gets the model and dt from the engine).
     tol: per-trajectory tolerance on the RMS Gauss-Newton increment (0 = always max_iter);
     variant: "transform" (T-IEnKF) or "bundle" (finite-difference sensitivities);
-    dirac: Dirac-Jeffreys hyperprior; xN: hyperprior boost; finite_size=False gives the plain
+    dirac: Dirac-Jeffreys hyperprior (same eN, cL as the EnKF-N, from the eigenvalues of
+    Y0 Y0^T at each iteration); xN: hyperprior boost; finite_size=False gives the plain
     IEnKF (zeta = N - 1, no inflation).
     """
 
