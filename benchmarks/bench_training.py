@@ -1,27 +1,37 @@
-"""Training throughput of each preset's network, and one DAN cycle against one EnKF-N cycle.
+"""Training throughput, measured as `danlab train` runs, and one DAN cycle against one EnKF-N
+cycle.
 
-    python benchmarks/bench_training.py [--device cpu|cuda] [--steps 20] [--max-batch 256]
-                                        [--threads N] [--autocast] [--presets cpu,smoke]
+    python benchmarks/bench_training.py [--device cpu|cuda] [--steps 30] [--presets cpu,smoke]
+                                        [--autocast] [--layouts 1x2,2x1] [--run-steps 400]
 
-Throughput = trajectory-cycles per second, forward + backward through N_iter cycles of the one
-cycle engine, as `danlab train` runs them (S_b capped by --max-batch on a CPU). The cycle cost
-is split into forecast and analysis on the same batch of trajectories.
+* per preset: milliseconds per training step (S_b trajectories, N_iter cycles forward and
+  backward, the optimiser, the data bookkeeping: danlab.training.Session.step) in this process;
+* per layout PxT (P processes of T torch threads each, `danlab train --workers P`): the whole
+  run's throughput in trajectory-cycles per second over --run-steps steps of the cpu preset,
+  validation included, from a fresh interpreter (the number a user gets);
+* microseconds per trajectory-cycle of the forecast and the analysis, DAN vs EnKF-N (N = 40).
+Wall-clock numbers: run it on a quiet machine, and say how quiet.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
-from danlab import Lorenz96, ObservationConfig
 from danlab.config import preset
-from danlab.cycle import cycle
-from danlab.filters import DANFilter, make_filter
+from danlab.filters import make_filter
 from danlab.nets import build_net
 from danlab.observations import projected_innovation
-from danlab.twin import ObservationStream, attractor_states, make_generator
+from danlab.training import Group, Session
+from danlab.twin import TwinSpec
 
 
 def sync(device):
@@ -29,9 +39,9 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def seconds_per_call(fn, repeats, device):
-    """Mean seconds of fn() over `repeats` calls, after one warm-up call."""
-    fn()
+def seconds_per_call(fn, repeats, device, warmup=3):
+    for _ in range(warmup):
+        fn()
     sync(device)
     t = time.perf_counter()
     for _ in range(repeats):
@@ -40,44 +50,40 @@ def seconds_per_call(fn, repeats, device):
     return (time.perf_counter() - t) / repeats
 
 
-def training_throughput(name, device, steps, max_batch, autocast=False):
-    cfg = preset(name)
-    s_b = min(cfg.s_b, max_batch)
-    model = Lorenz96(cfg.forcing, cfg.inner_dt)
-    net = build_net(cfg).to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
-    filt = DANFilter(net)
-    gen = make_generator(0, device)
-    truth = attractor_states(model, s_b, cfg.nx, 0, torch.float32, device, compute_device=device)
-    xa = truth + torch.randn(truth.shape, generator=gen, device=device)
-    obs = ObservationConfig(cfg.obs, cfg.sigma)
+def step_cost(name, device, steps, autocast=False, **overrides):
+    cfg = preset(name, autocast=autocast, time_budget=0.0, max_steps=10**6, **overrides)
+    with tempfile.TemporaryDirectory() as d:
+        s = Session(cfg, Path(d), device, lambda *a: None, Group()).start(False)
+        sec = seconds_per_call(lambda: s.step(0.0), steps, device)
+    params = sum(p.numel() for p in s.net.parameters())
+    return dict(preset=name, filters=cfg.filters, blocks=cfg.blocks, params=params, s_b=cfg.s_b,
+                n_iter=cfg.n_iter, step_ms=1e3 * sec, throughput=cfg.s_b * cfg.n_iter / sec)
 
-    def step():
-        nonlocal xa, truth
-        stream = ObservationStream(model, obs, truth, cfg.dt, gen, cfg.n_iter)
-        loss = 0.0
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            for x, est in cycle(filt, xa, model, cfg.dt, stream, cfg.sigma):  # noqa: B007
-                loss = loss + ((est.float() - stream.truth) ** 2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        xa, truth = x.detach(), stream.truth
 
-    sec = seconds_per_call(step, steps, device)
-    params = sum(p.numel() for p in net.parameters())
-    return dict(preset=name, filters=cfg.filters, blocks=cfg.blocks, params=params, s_b=s_b,
-                n_iter=cfg.n_iter, step_ms=1e3 * sec, throughput=s_b * cfg.n_iter / sec)
+def run_throughput(processes, threads, steps, autocast=False, extra=()):
+    """Trajectory-cycles/s of a whole `danlab train` run (fresh interpreter)."""
+    with tempfile.TemporaryDirectory() as d:
+        cmd = [sys.executable, "-m", "danlab", "train", "--preset", "cpu", "--max-steps",
+               str(steps), "--time-budget", "0", "--workers", str(processes), "--out",
+               f"{d}/run", "--device", "cpu", "--json", "--no-progress",
+               "--autocast", "true" if autocast else "false", *extra]
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        if processes > 1:
+            env["OMP_NUM_THREADS"] = str(threads)
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+    return r["throughput"], r["seconds"]
 
 
 def cycle_costs(device, batch, members, repeats):
     """Seconds per trajectory-cycle of forecast and analysis: DAN (cpu net) vs EnKF-N."""
     cfg = preset("cpu")
-    model = Lorenz96(cfg.forcing, cfg.inner_dt)
+    model, twin = TwinSpec(trajectories=batch, cycles=2, spinup=1).build(device=device)
+    x = twin.truth[1].float()
     net = build_net(cfg).to(device).eval()
-    x = attractor_states(model, batch, 40, 1, torch.float32, device)
-    ens = x.unsqueeze(1) + torch.randn(batch, members, 40, device=device)
-    y, mask = ObservationConfig().observe(x, make_generator(2, device))
+    ens = twin.truth[1].unsqueeze(1) + torch.randn(batch, members, 40, dtype=torch.float64,
+                                                   device=device)
+    y, mask = twin.y[0], twin.mask[0]
     enkf = make_filter("enkf-n", members=members)
 
     def timeit(fn):
@@ -85,9 +91,10 @@ def cycle_costs(device, batch, members, repeats):
 
     with torch.no_grad():
         return dict(
-            dan_forecast=timeit(lambda: model.forecast(x, cfg.dt)),
-            dan_analysis=timeit(lambda: x + net(x, projected_innovation(y, mask, x, 1.0))),
-            enkf_forecast=timeit(lambda: model.forecast(ens, cfg.dt)),
+            dan_forecast=timeit(lambda: model.forecast(x, cfg.twin.dt)),
+            dan_analysis=timeit(lambda: x + net(x, projected_innovation(y.float(), mask, x,
+                                                                         1.0))),
+            enkf_forecast=timeit(lambda: model.forecast(ens, cfg.twin.dt)),
             enkf_analysis=timeit(lambda: enkf.analysis(ens, y, mask, 1.0)),
         )
 
@@ -95,24 +102,32 @@ def cycle_costs(device, batch, members, repeats):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--max-batch", type=int, default=256)
-    p.add_argument("--batch", type=int, default=64, help="trajectories for the cycle costs")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--presets", default="smoke,cpu")
     p.add_argument("--autocast", action="store_true", help="bf16 autocast, as train --autocast")
-    p.add_argument("--presets", default="smoke,cpu,casual,boosted")
+    p.add_argument("--layouts", default="1x2,2x1,1x1",
+                   help="PxT: P processes (--workers) of T threads each; '' to skip")
+    p.add_argument("--run-steps", type=int, default=400)
+    p.add_argument("--batch", type=int, default=64, help="trajectories for the cycle costs")
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"autocast {args.autocast}")
+    print(f"device {device}, torch {torch.__version__}, cores {os.cpu_count()}, "
+          f"threads {torch.get_num_threads()}, autocast {args.autocast}, "
+          f"load {os.getloadavg()[0]:.2f}")
     print("\n| preset | N_f x blocks | params | S_b | N_iter | ms/step | traj-cycles/s |")
     print("|---|---|---|---|---|---|---|")
-    for name in args.presets.split(","):
-        r = training_throughput(name, device, args.steps, args.max_batch, args.autocast)
+    for name in filter(None, args.presets.split(",")):
+        r = step_cost(name, device, args.steps, args.autocast)
         print(f"| {r['preset']} | {r['filters']} x {r['blocks']} | {r['params']} | {r['s_b']} | "
               f"{r['n_iter']} | {r['step_ms']:.1f} | {r['throughput']:.0f} |")
+    if args.layouts and device.type == "cpu":
+        print(f"\nWhole `danlab train --preset cpu` runs, {args.run_steps} steps "
+              "(validation included):")
+        print("| processes x threads | traj-cycles/s | seconds |\n|---|---|---|")
+        for layout in args.layouts.split(","):
+            procs, threads = (int(v) for v in layout.split("x"))
+            tp, sec = run_throughput(procs, threads, args.run_steps, args.autocast)
+            print(f"| {procs} x {threads} | {tp:.0f} | {sec:.1f} |")
     c = cycle_costs(device, args.batch, 40, 20)
     print(f"\nOne cycle on {args.batch} trajectories, microseconds per trajectory-cycle:")
     print("| method | forecast | analysis | total |\n|---|---|---|---|")

@@ -101,7 +101,7 @@ class Progress:
 
 
 def run(sweep: Sweep, out: str | Path, executor=None, root: str | Path | None = None,
-        progress: bool = True, log=stderr_log) -> dict:
+        progress: bool = True, log=stderr_log, device: str = "cpu") -> dict:
     """Run every unfinished run of `sweep` (finished ones are read back), then collect the
     results. `root` holds the run directories (default out/runs; share it between sweeps to
     share runs). Failed runs record their traceback and do not stop the others."""
@@ -129,7 +129,8 @@ def run(sweep: Sweep, out: str | Path, executor=None, root: str | Path | None = 
                        unit="run", enabled=progress)
     failures = {}
     start = time.perf_counter()
-    for e, outcome in executor.map(runs.execute, [(e["config"], str(root)) for e in unique]):
+    jobs = [(e["config"], str(root), device) for e in unique]
+    for e, outcome in executor.map(runs.execute, jobs):
         name = runs.run_name(unique[e]["config"])
         if isinstance(outcome, BaseException):
             state.failed += 1

@@ -10,7 +10,31 @@ trainings), and a run finished before an interruption is never recomputed."""
 
 from __future__ import annotations
 
-from danlab.cli._common import print_json, progress_on
+from danlab.cli._common import parse_list, print_json, progress_on, resolve_device
+
+INT_AXES = ("n_iter", "nx", "seed")
+
+
+def _pair(text: str, option: str) -> tuple[str, str]:
+    from danlab.errors import DanlabError
+
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise DanlabError(f"{option} {text!r} is not allowed: give NAME=VALUE")
+    return key.strip(), value.strip()
+
+
+def _value(text: str):
+    """'500' -> 500, '0.1' -> 0.1, 'true' -> True, else the text."""
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def register(sub) -> None:
@@ -37,6 +61,11 @@ def register(sub) -> None:
     g.add_argument("--cluster", default=None, help="slurm: submitit cluster ('local' to test)")
     p.add_argument("--device", default="cpu", metavar="cpu|cuda",
                    help="device of the runs (default: cpu)")
+    p.add_argument("--grid", action="append", default=[], metavar="AXIS=V1,V2,...",
+                   help="replace one axis of the experiment's grid (e.g. dt=0.05,0.3; "
+                        "repeatable): a reduced scale, recorded in the results")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a field of every training (e.g. max_steps=500; repeatable)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -80,7 +109,12 @@ def run(args) -> int:
     ex = make_executor(args.executor, args.workers, args.address, 1.0, args.gpus,
                        folder=str(Path(args.out) / "slurm"), partition=args.partition,
                        time_min=args.time, cluster=args.cluster)
+    grid = {k: parse_list(v, float if k not in INT_AXES else int, k)
+            for k, v in (_pair(g, "--grid") for g in args.grid)}
+    train = dict(_pair(s, "--set") for s in args.set)
+    train = {k: _value(v) for k, v in train.items()}
     res = run_experiment(args.name, args.scale, args.out, ex, progress=progress_on(args),
-                         log=quiet if args.json else log)
+                         log=quiet if args.json else log, grid=grid, train=train,
+                         device=str(resolve_device(args.device)))
     print_json(res) if args.json else print("\n".join(res["figures"]))
     return 1 if res["failed_runs"] else 0

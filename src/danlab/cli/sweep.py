@@ -8,7 +8,7 @@ danlab.sweep), on local processes, Ray or Slurm; resumable; results as a labelle
 
 from __future__ import annotations
 
-from danlab.cli._common import print_json, progress_on
+from danlab.cli._common import print_json, progress_on, resolve_device
 
 
 def register(sub) -> None:
@@ -41,6 +41,8 @@ def register(sub) -> None:
     g.add_argument("--cluster", default=None,
                    help="slurm: submitit cluster (default: slurm; 'local' runs submitit's "
                         "local executor)")
+    p.add_argument("--device", default="cpu", metavar="cpu|cuda",
+                   help="device of the runs (default: cpu)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -77,7 +79,7 @@ def run(args) -> int:
                              time_min=args.time, cluster=args.cluster)
     try:
         res = S.run(spec, out, executor, args.root, progress=progress_on(args),
-                    log=quiet if args.json else log)
+                    log=quiet if args.json else log, device=str(resolve_device(args.device)))
     finally:
         getattr(executor, "close", lambda: None)()
     summary = {k: res[k] for k in ("done", "stored", "failed", "failures")} | {

@@ -19,8 +19,8 @@ SAMPLES = {"smoke": {"trajectories": 1, "cycles": 40, "spinup": 10},
 
 def diagnose(ctx, scale: str, diagnostic: str, options: dict) -> list[tuple[float, Path]]:
     entries = []
-    for dt in DTS[scale]:
-        train = C.as_training({**C.training(scale), **C.twin(scale, dt=dt)})
+    for dt in ctx.values("dt", DTS[scale]):
+        train = C.as_training({**ctx.training(C.training(scale)), **C.twin(scale, dt=dt)})
         twin = {f"twin.{k}": v for k, v in {**SAMPLES[scale], "dt": dt}.items()}
         opts = {f"options.{k}": v for k, v in options.items()}
         s = Sweep("diagnose", {**train, **twin, "diagnostic": diagnostic, **opts}, {},

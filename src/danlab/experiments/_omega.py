@@ -17,7 +17,7 @@ def panels(ctx, scale: str, cases: dict[str, dict]) -> xr.Dataset:
                "options.samples": 64 if scale != "smoke" else 8}
     data, attrs = {}, {}
     for k, (label, fields) in enumerate(cases.items()):
-        train = C.as_training({**C.training(scale, **fields), **C.twin(scale)})
+        train = C.as_training({**ctx.training(C.training(scale, **fields)), **C.twin(scale)})
         twin = {k2: v for k2, v in C.twin(scale).items()}
         for key in list(fields):
             if key.startswith("twin."):

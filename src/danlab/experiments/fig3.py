@@ -21,7 +21,7 @@ SAKOV_MAX_DT = 0.1
 
 
 def compute(scale: str, ctx):
-    dts = DTS[scale]
+    dts = ctx.values("dt", DTS[scale])
     table = Table("dt")
     tw = C.twin(scale)
     for label, fields in BASELINES.items():
@@ -35,7 +35,7 @@ def compute(scale: str, ctx):
     for dt, s in best.items():
         table.add("3D-Var", dt, ds.sel({"twin.dt": dt, "scale": s}))
     for label, fields in C.DAN_VARIANTS.items():
-        train = C.training(scale, **fields)
+        train = ctx.training(C.training(scale, **fields))
         ds = ctx.run(Sweep("train", {**train, **tw}, {"twin.dt": dts},
                            name=label.replace(" ", "-")))
         table.add_sweep(label, ds, "twin.dt")

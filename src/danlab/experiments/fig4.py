@@ -18,9 +18,10 @@ PAPER = {"n_r": 2**16, "s_b": 128}
 
 
 def compute(scale: str, ctx):
-    train = C.training(scale, **(PAPER if scale == "paper" else {}))
+    train = ctx.training(C.training(scale, **(PAPER if scale == "paper" else {})))
     ds = ctx.run(Sweep("train", {**train, **C.twin(scale)},
-                       {"twin.dt": DTS[scale], "n_iter": N_ITER[scale]}, name="grid"))
+                       {"twin.dt": ctx.values("dt", DTS[scale]),
+                        "n_iter": ctx.values("n_iter", N_ITER[scale])}, name="grid"))
     out = C.scores(ds).rename({"twin.dt": "dt"})
     return out.transpose("dt", "n_iter")
 

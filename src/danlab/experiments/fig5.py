@@ -18,11 +18,12 @@ METHODS = {"EnKF-N": {"method": "enkf-n", "dirac": True},
 
 def compute(scale: str, ctx):
     table = Table("forcing")
-    tw, fs = C.twin(scale), FORCINGS[scale]
+    tw, fs = C.twin(scale), ctx.values("forcing", FORCINGS[scale])
     for label, fields in METHODS.items():
         ds = ctx.run(Sweep("baseline", {**fields, **tw}, {"twin.forcing": fs}, name=label))
         table.add_sweep(label, ds, "twin.forcing")
-    ds = ctx.run(Sweep("train", {**C.training(scale), **tw}, {"twin.forcing": fs}, name="dan"))
+    train = ctx.training(C.training(scale))
+    ds = ctx.run(Sweep("train", {**train, **tw}, {"twin.forcing": fs}, name="dan"))
     table.add_sweep("casual DAN", ds, "twin.forcing")
     return table.dataset()
 

@@ -16,8 +16,9 @@ SEEDS = {"smoke": 2, "cpu": 3, "paper": 5}
 
 
 def compute(scale: str, ctx):
-    n_iter, seeds = N_ITER[scale], list(range(SEEDS[scale]))
-    train = C.training(scale)
+    n_iter = ctx.values("n_iter", N_ITER[scale])
+    seeds = ctx.values("seed", list(range(SEEDS[scale])))
+    train = ctx.training(C.training(scale))
     steps = train.get("max_steps")
     grid = {"n_iter": n_iter, "seed": seeds}
     points = []

@@ -21,7 +21,7 @@ CPU_BUDGET = 32 * 8 * 4000
 
 
 def compute(scale: str, ctx):
-    train = C.training(scale)
+    train = ctx.training(C.training(scale))
     points = []
     for n_r in N_R[scale]:
         for s_b in S_B[scale]:

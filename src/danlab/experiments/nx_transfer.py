@@ -16,7 +16,7 @@ LOCAL = {"letkf": {"method": "letkf", "members": 20, "loc_radius": 9.0, "inflati
 
 
 def compute(scale: str, ctx):
-    table, nxs = Table("nx"), NXS[scale]
+    table, nxs = Table("nx"), ctx.values("nx", NXS[scale])
     tw = C.twin(scale)
     ds = ctx.run(Sweep("baseline", {"method": "enkf-n", "dirac": True, **tw}, {"twin.nx": nxs},
                        name="enkf-n"))
@@ -25,7 +25,7 @@ def compute(scale: str, ctx):
         if name in METHODS:
             ds = ctx.run(Sweep("baseline", {**fields, **tw}, {"twin.nx": nxs}, name=name))
             table.add_sweep("LETKF (N = 20, r = 9)", ds, "twin.nx")
-    train = C.as_training({**C.training(scale), **tw})
+    train = C.as_training({**ctx.training(C.training(scale)), **tw})
     ds = ctx.run(Sweep("evaluate", {**train, **tw}, {"twin.nx": nxs}, name="dan"))
     table.add_sweep("DAN trained at N_x = 40", ds, "twin.nx")
     return table.dataset()

@@ -18,20 +18,31 @@ from danlab.progress import log as stderr_log
 class Context:
     """What an experiment's `compute` runs its sweeps through."""
 
-    def __init__(self, name: str, scale: str, out: Path, executor, progress: bool, log):
+    def __init__(self, name: str, scale: str, out: Path, executor, progress: bool, log,
+                 grid: dict | None = None, train: dict | None = None):
         self.name, self.scale, self.out = name, scale, Path(out)
+        self.grid, self.train = grid or {}, train or {}
         self.dir = self.out / name
         self.root = self.out / "runs"  # shared by every experiment of this --out
         self.executor, self.progress, self.log = executor, progress, log
         self.sweeps: list[str] = []
         self.failed = 0
 
+    def values(self, name: str, default: list) -> list:
+        """The experiment's values of `name` (e.g. dt): the scale's, or those given."""
+        return list(self.grid.get(name, default))
+
+    def training(self, fields: dict) -> dict:
+        """Training fields with the run-wide overrides (e.g. max_steps) applied."""
+        return {**fields, **self.train}
+
     def run(self, s: sweep.Sweep) -> xr.Dataset:
         """Run a sweep (stored runs are read back); its results Dataset."""
         s.name = f"{self.name}-{s.name}"
         self.sweeps.append(s.name)
         res = sweep.run(s, self.dir / "sweeps" / s.name, self.executor, self.root,
-                        progress=self.progress, log=self.log)
+                        progress=self.progress, log=self.log,
+                        device=getattr(self, "device", "cpu"))
         self.failed += res["failed"]
         return res["results"]
 
@@ -48,12 +59,18 @@ class Context:
 
 
 def run_experiment(name: str, scale: str, out: str | Path, executor=None,
-                   progress: bool = True, log=stderr_log) -> dict:
+                   progress: bool = True, log=stderr_log, grid: dict | None = None,
+                   train: dict | None = None, device: str = "cpu") -> dict:
+    """Run experiment `name` at `scale`; `grid` replaces some of its axes (e.g. {"dt": [0.05,
+    0.3]}) and `train` overrides fields of every training (e.g. {"max_steps": 500}): a reduced
+    version of a scale, recorded in the results."""
     from danlab.executors import make_executor
 
     check_choice("scale", scale, SCALES)
     exp = get(name)
-    ctx = Context(name, scale, Path(out), executor or make_executor("local"), progress, log)
+    ctx = Context(name, scale, Path(out), executor or make_executor("local"), progress, log,
+                  grid, train)
+    ctx.device = device
     t0 = time.perf_counter()
     try:
         ds = exp.compute(scale, ctx)
@@ -61,7 +78,8 @@ def run_experiment(name: str, scale: str, out: str | Path, executor=None,
         getattr(ctx.executor, "close", lambda: None)()
     seconds = time.perf_counter() - t0
     ds.attrs.update(experiment=name, scale=scale, title=exp.TITLE, compute_seconds=seconds,
-                    failed_runs=ctx.failed)
+                    failed_runs=ctx.failed, grid_overrides=json.dumps(grid or {}),
+                    train_overrides=json.dumps(train or {}))
     io.save_netcdf(ctx.dir / "results.nc", ds)
     io.write_json(ctx.dir / "experiment.json", {"name": name, "scale": scale,
                                                 "sweeps": ctx.sweeps, "seconds": seconds,
