@@ -40,7 +40,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
     dev = torch.device(device)
     s = Session(cfg, Path(out_dir), dev, log, Group.from_env(dev)).start(resume)
     clock = Clock(s.counters.seconds)
-    snaps = Snapshots(s.out, snapshots, snapshot_steps, s.counters.seconds)
+    snaps = Snapshots(s.out, snapshots, snapshot_steps, s.counters.seconds, log)
     bar = progress_bar(total=s.n_total, initial=s.counters.step, desc="train", unit="step",
                        enabled=progress and s.writes)
     train_rmse = float("nan")
@@ -48,7 +48,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
         try:
             while (reason := s.stop_reason(clock.elapsed(), pending)) is None:
                 train_rmse = s.step(clock.elapsed())
-                snaps.after_step(s, clock.elapsed())
+                snaps.after_step(s, clock)
                 bar.update(1)
                 bar.set_postfix(train=f"{train_rmse:.3f}", val=f"{s.counters.best_val:.3f}")
                 if s.counters.step % 50 == 0:

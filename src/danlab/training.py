@@ -15,6 +15,7 @@ import math
 import os
 import signal
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -487,7 +488,8 @@ def n_iter_at(cfg: TrainConfig, t: float) -> int:
 # --- around the loop -----------------------------------------------------------------------
 
 class Clock:
-    """Training seconds, continuing the count of a resumed run."""
+    """Training seconds, continuing the count of a resumed run; `paused()` leaves out work
+    that is not training (scoring a snapshot)."""
 
     def __init__(self, already: float):
         self.start = time.perf_counter() - already
@@ -495,25 +497,52 @@ class Clock:
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
 
+    @contextmanager
+    def paused(self):
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.start += time.perf_counter() - t
+
 
 class Snapshots:
-    """Weights kept at given training times (snapshots/t<s>.pt) and steps (step<n>.pt), for
-    learning curves."""
+    """Weights kept at given training times (snapshots/t<s>.pt) and steps (step<n>.pt), each
+    scored on the run's test set as the run goes (metrics.jsonl, event "snapshot", and a log
+    line): the learning curve of a long run, visible while it runs. Scoring is left out of the
+    training clock."""
 
-    def __init__(self, out: Path, times=(), steps=(), since: float = 0.0):
+    def __init__(self, out: Path, times=(), steps=(), since: float = 0.0, log=None):
         self.out, self.times, self.steps, self.last = out, tuple(times), tuple(steps), since
+        self.log = log
 
-    def after_step(self, s: Session, elapsed: float) -> None:
+    def after_step(self, s: Session, clock: Clock) -> None:
+        elapsed = clock.elapsed()
         if not s.writes:
+            self.last = elapsed
             return
         keep = [f"t{int(t)}" for t in self.times if self.last < t <= elapsed]
         if s.counters.step in self.steps:
             keep.append(f"step{s.counters.step}")
         for name in keep:
-            io.save_torch(self.out / "snapshots" / f"{name}.pt",
-                          dict(config=s.cfg.to_dict(), weights=weights_of(s.evaluated()),
-                               step=s.counters.step, seconds=elapsed))
-        self.last = elapsed
+            with clock.paused():
+                io.save_torch(self.out / "snapshots" / f"{name}.pt",
+                              dict(config=s.cfg.to_dict(), weights=weights_of(s.evaluated()),
+                                   step=s.counters.step, seconds=elapsed))
+                res = self.score(s)
+            s.metric(dict(event="snapshot", name=name, step=s.counters.step, seconds=elapsed,
+                          test_rmse=res.rmse, diverged=res.n_diverged))
+            if self.log:
+                self.log(f"snapshot {name} (step {s.counters.step}, {elapsed:.0f} s): test RMSE "
+                         f"{res.label()}")
+        self.last = clock.elapsed()
+
+    def score(self, s: Session):
+        from danlab.runs import evaluate_run
+
+        net = copy.deepcopy(s.evaluated()).eval()
+        net.config = s.cfg
+        return evaluate_run(s.out, device=str(s.device), operator=net)
 
 
 class StopSignals:
