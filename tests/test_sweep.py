@@ -167,3 +167,24 @@ def test_cross_runs_every_point_at_every_grid_value():
     labels = [e["labels"] for e in s.entries()]
     assert len(labels) == 4 and {(d["method"], d["twin.dt"]) for d in labels} == {
         ("obs-only", 0.05), ("obs-only", 0.1), ("etkf", 0.05), ("etkf", 0.1)}
+
+
+def _die_on_first_call(config, root, device="cpu"):
+    import os as _os
+    from pathlib import Path as _Path
+
+    flag = _Path(root) / "died-once"
+    if config["method"] == "3dvar" and not flag.exists():
+        flag.parent.mkdir(parents=True, exist_ok=True)
+        flag.write_text("x")
+        _os._exit(1)  # a worker killed mid-run (OOM, SIGKILL)
+    return runs.execute(config, root, device)
+
+
+def test_a_dead_local_worker_does_not_stop_the_sweep(tmp_path):
+    sweep = Sweep("baseline", SMALL, {"method": ["3dvar", "obs-only"]})
+    ex = make_executor("local", 2)
+    entries = sweep.entries()
+    out = dict(ex.map(_die_on_first_call, [(e["config"], str(tmp_path)) for e in entries]))
+    ex.close()
+    assert all(isinstance(v, dict) for v in out.values()) and len(out) == 2

@@ -85,20 +85,39 @@ class Local:
             self._pool.shutdown()
             self._pool = None
 
-    def map(self, fn, args_list):
-        pool = self.pool()
-        self._futures = {pool.submit(fn, *args): i for i, args in enumerate(args_list)}
-        pending = set(self._futures)
-        try:
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for f in finished:
-                    exc = f.exception()
-                    yield self._futures[f], exc if exc is not None else f.result()
-        except BaseException:
-            for f in pending:
-                f.cancel()
-            raise
+    def map(self, fn, args_list, retries: int = 2):
+        """A worker that dies (killed, out of memory) breaks the pool: the runs it held are
+        resubmitted to a fresh pool (`retries` times), then reported as failed."""
+        from concurrent.futures.process import BrokenProcessPool
+
+        todo = dict(enumerate(args_list))
+        tries = dict.fromkeys(todo, 0)
+        while todo:
+            pool = self.pool()
+            self._futures = {pool.submit(fn, *todo[i]): i for i in todo}
+            pending = set(self._futures)
+            broken = False
+            try:
+                while pending:
+                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for f in finished:
+                        i = self._futures[f]
+                        exc = f.exception()
+                        if isinstance(exc, BrokenProcessPool):
+                            broken = True
+                            tries[i] += 1
+                            if tries[i] <= retries:
+                                continue
+                            exc = RuntimeError(f"its worker process died {tries[i]} times")
+                        del todo[i]
+                        yield i, exc if exc is not None else f.result()
+            except BaseException:
+                for f in pending:
+                    f.cancel()
+                raise
+            if broken:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
 
 
 class Ray:
