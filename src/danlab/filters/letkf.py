@@ -94,7 +94,7 @@ def _local_gram(Y: Tensor, dy: Tensor, W: Tensor) -> tuple[Tensor, Tensor]:
 def _batched_eigh(G: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """eigh of G (B, N_x, N, N): (lam >= 0, V, ok (B,)) with ok False for a trajectory whose G has
     a non-finite entry anywhere; its G is replaced by the identity (no exception from LAPACK)."""
-    ok = torch.isfinite(G).flatten(-3).all(-1)
+    ok = torch.isfinite(G.sum((-3, -2, -1)))  # one reduction: NaN/inf anywhere propagate
     if not bool(ok.all()):
         eye = torch.eye(G.shape[-1], dtype=G.dtype, device=G.device)
         G = torch.where(ok[:, None, None, None], G, eye)
