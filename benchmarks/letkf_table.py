@@ -15,6 +15,7 @@ appended to --out. Examples (what docs report; inner step 0.05 as DAPPER):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 
@@ -47,6 +48,8 @@ def main():
     p.add_argument("--cycles", type=int, default=1500)
     p.add_argument("--spinup", type=int, default=500)
     p.add_argument("--seed", type=int, default=1_000_003)
+    p.add_argument("--rows", default=None,
+                   help="run only trajectories a:b of the twin (to split a long run)")
     p.add_argument("--out", default="letkf_table.jsonl")
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -56,6 +59,10 @@ def main():
         twin = make_twin(model, ObservationConfig("full", 1.0), nx, args.dt, args.trajectories,
                          args.cycles, args.seed)
         t_twin = time.perf_counter() - t0
+        if args.rows:
+            a, b = (int(v) for v in args.rows.split(":"))
+            twin = dataclasses.replace(twin, truth=twin.truth[:, a:b], y=twin.y[:, a:b],
+                                       mask=twin.mask[:, a:b], x0=twin.x0[a:b])
         for method in args.method:
             for n in args.members:
                 local = method in ("letkf", "local-enkf-n")
@@ -67,7 +74,8 @@ def main():
                            loc_radius=args.loc_radius if local else None,
                            inflation=args.inflation if method != "enkf-n" else None,
                            xN=args.xN if method == "local-enkf-n" else None,
-                           dt=args.dt, inner_dt=args.inner_dt, trajectories=args.trajectories,
+                           dt=args.dt, inner_dt=args.inner_dt, rows=args.rows,
+                           trajectories=twin.n_trajectories,
                            cycles=args.cycles, spinup=args.spinup, seed=args.seed,
                            rmse_per_trajectory=[round(float(v), 5)
                                                 for v in res.rmse_per_trajectory])
