@@ -160,6 +160,11 @@ def test_float32_and_new_keyword_interface():
     torch.testing.assert_close(Ea32.double(), Ea64, rtol=0, atol=1e-3)
 
 
+def test_names():
+    assert LETKF(10, 4.0).name == "letkf"
+    assert LETKF(10, 4.0, xN=2.0).name == LocalEnKFN(10, 4.0).name == "local-enkf-n"
+
+
 def test_taper():
     r = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 2.5], dtype=torch.float64)
     gc = gaspari_cohn(r)

@@ -132,6 +132,8 @@ class LETKF(EnsembleFilter):
         self.inflation = float(inflation)
         self.xN = None if xN is None else float(xN)
         self.g = float(g)
+        if self.xN is not None:
+            self.name = "local-enkf-n"
 
     def analysis(self, state: Tensor, y: Tensor, mask: Tensor, sigma: float, *,
                  model=None, dt=None) -> Tensor:
