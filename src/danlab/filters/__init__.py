@@ -14,6 +14,7 @@ from danlab.filters.dan import DANFilter
 from danlab.filters.enkf_n import EnKFN
 from danlab.filters.etkf import ETKF
 from danlab.filters.ienkf_n import IEnKFN
+from danlab.filters.letkf import LETKF, LocalEnKFN
 from danlab.filters.reference import FreeRun, ObservationOnly
 from danlab.filters.sakov import SakovA1, SakovA2, SakovFilter
 from danlab.filters.var3d import DEFAULT_SCALE, Var3D
@@ -22,6 +23,8 @@ METHODS: dict[str, type] = {
     "enkf-n": EnKFN,
     "ienkf-n": IEnKFN,
     "etkf": ETKF,
+    "letkf": LETKF,
+    "local-enkf-n": LocalEnKFN,
     "3dvar": Var3D,
     "sakov-a1": SakovA1,
     "sakov-a2": SakovA2,
@@ -48,6 +51,6 @@ def make_filter(method: str, **parameters) -> Filter:
 
 __all__ = [
     "DANFilter", "DEFAULT_SCALE", "ETKF", "EnKFN", "EnsembleFilter", "Filter", "FreeRun",
-    "IEnKFN", "METHODS", "ObservationOnly", "SakovA1", "SakovA2", "SakovFilter",
-    "SingleStateFilter", "Var3D", "make_filter", "method_parameters",
+    "IEnKFN", "LETKF", "LocalEnKFN", "METHODS", "ObservationOnly", "SakovA1", "SakovA2",
+    "SakovFilter", "SingleStateFilter", "Var3D", "make_filter", "method_parameters",
 ]
