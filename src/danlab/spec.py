@@ -160,8 +160,9 @@ def add_arguments(parser, cls, base=None, skip: tuple[str, ...] = (), dest_prefi
         value = getattr(base, f.name)
         helptext = f"{f.metadata['help']} (default: {_show(value)})"
         kw = dict(dest=dest_prefix + f.name, default=None, help=helptext)
-        if kind is bool:
+        if kind is bool:  # --flag alone means true
             parser_type, metavar = parse_bool, "true|false"
+            kw.update(nargs="?", const=True)
         elif kind in (int, float):
             parser_type, metavar = kind, kind.__name__.upper()
         else:

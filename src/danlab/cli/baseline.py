@@ -49,8 +49,11 @@ def register(sub) -> None:
     g = p.add_argument_group("method parameters (default: the method's own)")
     for name, (tp, helptext, methods) in method_options().items():
         kind = parse_bool if tp is bool else (tp if tp in (int, float) else str)
+        metavar = {bool: "true|false", int: "INT", float: "FLOAT"}.get(tp, "TEXT")
+        extra = dict(nargs="?", const=True) if tp is bool else {}
         g.add_argument("--" + name.replace("_", "-"), dest="param_" + name, type=kind,
-                       default=None, help=f"{helptext} [{', '.join(methods)}]")
+                       default=None, metavar=metavar, **extra,
+                       help=f"{helptext} [{', '.join(methods)}]")
     p.add_argument("--tuned", default=None, metavar="FILE",
                    help="parameters from a `danlab tune-3dvar / tune-sakov --out FILE` result")
     add_twin_options(p)
