@@ -53,7 +53,22 @@ class Inline:
 def _init_worker():
     from danlab.runs import threads_for_worker
 
+    _die_with_parent()
     threads_for_worker()
+
+
+def _die_with_parent() -> None:
+    """On Linux, a worker gets SIGTERM when the sweep that started it dies (even by SIGKILL),
+    instead of running on as an orphan."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
 
 
 class Local:
