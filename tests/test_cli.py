@@ -145,3 +145,15 @@ def test_bad_input_one_line_exit_2(argv, capsys, tmp_path):
     err = capsys.readouterr().err.strip()
     assert err.startswith("danlab: error:") and "\n" not in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_tune_letkf_scans_radius_or_inflation(capsys):
+    common = ["--members", "20", "--rounds", "0", "--trajectories", "2", "--cycles", "80",
+              "--spinup", "20", "--json"]
+    assert main(["tune-letkf", "--inflation", "1.01", "--values", "5,9", *common]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["parameter"] == "loc_radius" and out["fixed"] == {"members": 20,
+                                                                 "inflation": 1.01}
+    assert main(["tune-letkf", "--parameter", "inflation", "--loc-radius", "9",
+                 "--values", "1.0,1.05", *common]) == 0
+    assert json.loads(capsys.readouterr().out)["fixed"]["loc_radius"] == 9.0
