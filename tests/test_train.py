@@ -121,3 +121,22 @@ def test_schedules():
     assert lr_factor(cfg, 0.1) == pytest.approx(1.0)
     assert lr_factor(cfg, 1.0) == pytest.approx(0.01)
     assert [n_iter_at(cfg, t) for t in (0.0, 0.25, 0.5, 1.0)] == [2, 5, 8, 8]
+
+
+def test_resume_reads_a_checkpoint_with_the_older_weight_names(tmp_path, faults):
+    """Checkpoints written before the nets shared one trunk (keys lift.*, blocks.*, clim,
+    alpha) resume without a traceback."""
+    from danlab import io
+
+    cfg = preset("smoke", **TINY)
+    faults.stop_at = 5
+    with pytest.raises(Stop):
+        train(cfg, tmp_path, progress=False, log=quiet)
+    faults.stop_at = None
+    ck = load_checkpoint(tmp_path / CHECKPOINT, ("weights",))
+    old = {k.replace("trunk.", "").replace("norm.clim", "clim").replace("alpha_term.alpha",
+                                                                        "alpha"): v
+           for k, v in ck["weights"].items()}
+    io.save_torch(tmp_path / CHECKPOINT, {**ck, "weights": old})
+    out = train(cfg, tmp_path, resume=True, progress=False, log=quiet)
+    assert out["steps"] == cfg.max_steps

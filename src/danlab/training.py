@@ -28,7 +28,7 @@ from danlab.cycle import DEFAULT_DIVERGENCE, cycle
 from danlab.errors import DanlabError
 from danlab.filters.dan import DANFilter
 from danlab.nets import build_net
-from danlab.runs import BEST, CHECKPOINT, load_checkpoint, weights_of
+from danlab.runs import BEST, CHECKPOINT, _migrate_weights, load_checkpoint, weights_of
 
 MAX_ROLLBACKS = 8  # non-finite losses tolerated (each halves the learning rate)
 
@@ -260,7 +260,7 @@ class Session:
                 a, b = saved.to_dict(), self.cfg.to_dict()
                 diff = [k for k in b if a.get(k) != b[k]]
                 raise DanlabError(f"--resume: the config differs from the checkpoint's in {diff}")
-            self.net.load_state_dict(ck["weights"])
+            self.net.load_state_dict(_migrate_weights(ck["weights"]))
             self.opt.load_state_dict(ck["optimizer"])
             if self.cfg.ema:
                 self.ema = copy.deepcopy(self.net).requires_grad_(False)

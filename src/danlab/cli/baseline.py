@@ -27,14 +27,21 @@ def method_options() -> dict:
 
     from danlab.filters import METHODS
 
-    out: dict = {}
+    helps: dict = {}
+    types: dict = {}
     for method, cls in METHODS.items():
         hints = typing.get_type_hints(cls)
         for f in fields(cls):
             if not f.init or "help" not in f.metadata:
                 continue
-            entry = out.setdefault(f.name, (hints[f.name], f.metadata["help"], []))
-            entry[2].append(method)
+            types.setdefault(f.name, hints[f.name])
+            helps.setdefault(f.name, {}).setdefault(f.metadata["help"], []).append(method)
+    out = {}
+    for name, by_help in helps.items():
+        methods = [m for ms in by_help.values() for m in ms]
+        text = (next(iter(by_help)) if len(by_help) == 1 else
+                "; ".join(f"{', '.join(ms)}: {h}" for h, ms in by_help.items()))
+        out[name] = (types[name], text, methods)
     return out
 
 

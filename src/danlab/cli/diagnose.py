@@ -115,6 +115,7 @@ def _compare_options(p) -> None:
     p.add_argument("--k", type=int, default=10, help="dominant eigenspace size (default: 10)")
     p.add_argument("--cycles", type=int, default=700, help="DA cycles (default: 700)")
     p.add_argument("--spinup", type=int, default=200, help="DA cycles discarded (default: 200)")
+    p.add_argument("--trajectories", type=int, default=1, help="DA trajectories (default: 1)")
 
 
 _OPTIONS = {"covariance": _covariance_options, "marginal-gain": _gain_options,

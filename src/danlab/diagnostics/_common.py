@@ -59,6 +59,13 @@ def check_operator(a: Operator, x: Tensor) -> None:
           "the analysis operator returned non-finite values (NaN or inf) at zeta = 0")
 
 
+def operator_device(a) -> torch.device:
+    """The device of an operator's parameters (the CPU for a plain function)."""
+    params = getattr(a, "parameters", None)
+    p = next(iter(params()), None) if callable(params) else None
+    return p.device if p is not None else torch.device("cpu")
+
+
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else ""

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from danlab.cycle import run_filter
-from danlab.diagnostics._common import Operator, check_operator
+from danlab.diagnostics._common import Operator, check_operator, operator_device
 from danlab.diagnostics.covariance import analysis_covariance
 from danlab.errors import check, check_int_at_least
 from danlab.twin import TwinSpec
@@ -114,7 +114,7 @@ def compare_with_enkf(
     if enkf is None:
         from danlab.filters.enkf_n import EnKFN
         enkf = EnKFN(members)
-    model, data = twin.build(dtype=dtype)
+    model, data = twin.build(dtype=dtype, device=operator_device(a))
     nx = twin.nx
     check_operator(a, data.x0)
     rec = _Recorder(enkf, twin.spinup, every)

@@ -10,7 +10,14 @@ import torch
 from torch import Tensor
 
 from danlab.cycle import run_filter
-from danlab.diagnostics._common import Operator, as_states, check_operator, rows_per_call, safe
+from danlab.diagnostics._common import (
+    Operator,
+    as_states,
+    check_operator,
+    operator_device,
+    rows_per_call,
+    safe,
+)
 from danlab.diagnostics.covariance import analysis_covariance
 from danlab.errors import check, check_int_at_least, check_positive
 from danlab.filters import DANFilter
@@ -54,7 +61,7 @@ def da_samples(a: Operator, twin: TwinSpec = DA_SAMPLES_TWIN,
     """Run the DAN `a` through the cycle engine on the twin experiment `twin`; return the
     forecasts and projected innovations of the cycles after its spin-up (trajectories that
     diverged are dropped: their count is in the result)."""
-    model, data = twin.build(dtype=dtype)
+    model, data = twin.build(dtype=dtype, device=operator_device(a))
     nx, dt = twin.nx, twin.dt
     check_operator(a, data.x0)
     filt = _RecordingDAN(a, twin.spinup)

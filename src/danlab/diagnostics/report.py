@@ -77,11 +77,11 @@ def marginal_gain(ops, twins, states: int, method: str, samples: int, r, shifts,
     for k, (op, twin) in enumerate(zip(ops, twins)):
         x = attractor_trajectory(twin, states, seed, dtype, device)
         halves = []
-        for part in (x[0::2], x[1::2]) if states >= 2 else (x,):
-            res = mean_marginal_gain(
+        for h, part in enumerate((x[0::2], x[1::2]) if states >= 2 else (x,)):
+            res = mean_marginal_gain(  # independent zeta draws per half
                 op, part, r, method, full=full, shifts=shifts, n_samples=samples,
                 obs=twin.observation, antithetic=antithetic,
-                generator=torch.Generator().manual_seed(seed + k))
+                generator=torch.Generator().manual_seed(seed + k + 1000 * h))
             halves.append((res, part.shape[0]))
         n = sum(m for _, m in halves)
         om = sum(res.omega.detach().cpu().double().numpy() * m for res, m in halves) / n
