@@ -36,6 +36,11 @@ def register(sub) -> None:
                    help="3D-Var: scale of the climatological B (default: the value tuned at "
                         "dt=0.05; `danlab tune-3dvar` tunes it for other settings)")
     p.add_argument("--dirac", action="store_true", help="EnKF-N/IEnKF-N: Dirac-Jeffreys variant")
+    p.add_argument("--max-iter", type=int, default=10,
+                   help="IEnKF-N: most Gauss-Newton iterations per analysis (default 10)")
+    p.add_argument("--tol", type=float, default=1e-3,
+                   help="IEnKF-N: stop when the RMS increment of w is below tol (default 1e-3; "
+                        "0 = always --max-iter)")
     add_sakov_options(p)
     add_twin_options(p)
     p.add_argument("--obs-file", default=None,
@@ -99,7 +104,8 @@ def run(args) -> int:
 
     check_choice("method", args.method, METHODS)
     device, dtype = resolve_device(args.device), resolve_dtype(args.dtype)
-    options = {"enkf-n": dict(dirac=args.dirac), "ienkf-n": dict(dirac=args.dirac),
+    options = {"enkf-n": dict(dirac=args.dirac),
+               "ienkf-n": dict(dirac=args.dirac, max_iter=args.max_iter, tol=args.tol),
                "etkf": dict(inflation=args.inflation)}.get(args.method, {})
     if args.method.startswith("sakov-"):
         options = sakov_options(args)
