@@ -20,6 +20,10 @@ t_k is M(x0 + (w + T) X0), the smoothed ensemble at t_{k-1} propagated to t_k (S
 Algorithm 1, last step); it also starts the next window. (DAPPER's own "a" statistic is a
 linearisation of it, equal after convergence; the test vectors hold this propagated ensemble.)
 
+Linear algebra without eigendecomposition (`_ensemble_space`, Gram route): H^{-1/2} and H^{1/2}
+by one coupled Newton-Schulz iteration, the step as H^{-1/2} (H^{-1/2} grad), and the
+hyperprior's weight from a Cholesky factorisation of Y0 Y0^T + (N-1) I.
+
 Fallback: the Hessian is SPD by construction (zeta > 0); a trajectory whose sensitivities are
 non-finite gets NaN (flagged as diverged by the cycle engine); Gauss-Newton that has not met the
 tolerance after max_iter simply keeps its last iterate.
@@ -36,12 +40,14 @@ from torch import Tensor
 from danlab.errors import check, check_choice, check_int_at_least, check_positive
 from danlab.filters._ensemble_space import (
     centre,
-    eig_gram,
-    from_eig,
-    hyperprior_coeffs,
+    gram,
+    hyperprior_from_weight,
+    matvec,
     normalised_obs,
-    sym_fun,
-    to_eig,
+    on_host,
+    prior_weight_gram,
+    shifted_roots,
+    sync_every,
     zeta_a,
 )
 from danlab.filters.base import EnsembleFilter
@@ -101,11 +107,13 @@ class IEnKFN(EnsembleFilter):
     def estimate(self, state) -> Tensor:
         return state[1].mean(-2)
 
-    def _za(self, lam: Tensor, w: Tensor) -> Tensor:
+    def _za(self, G: Tensor, w: Tensor) -> Tensor:
+        """zeta_a (B,) at w from G = Y0 Y0^T (the hyperprior's weight without eigenvalues)."""
         n = w.shape[-1]
         if not self.finite_size:
             return torch.full(w.shape[:-1], float(n - 1), dtype=w.dtype, device=w.device)
-        eN, cL = hyperprior_coeffs(lam, n, self.xN, 0.0, self.dirac)
+        i_kh = prior_weight_gram(G, n, self.dirac)
+        eN, cL = hyperprior_from_weight(i_kh, w[..., 0], n, self.xN, 0.0, self.dirac)
         return zeta_a(eN, cL, (w * w).sum(-1), n)
 
     def analysis(self, state, y: Tensor, mask: Tensor, sigma: float, *, model,
@@ -121,6 +129,11 @@ class IEnKFN(EnsembleFilter):
         ok_all = torch.ones(b, dtype=torch.bool, device=E0.device)
         iters = torch.zeros(b, dtype=torch.long, device=E0.device)
         idx = None  # rows still iterating; None = all rows (no gather/scatter needed)
+        # CPU: converged rows leave the batch (a host sync per iteration, free there); other
+        # devices: they stay, frozen by a mask, and the loop tests for the end every few
+        # iterations only (same results, no per-iteration host sync)
+        compact = on_host(E0)
+        active = torch.ones(b, dtype=torch.bool, device=E0.device)
         for it in range(self.max_iter):
             def sub(t, idx=idx):
                 return t if idx is None else t[idx]
@@ -135,18 +148,26 @@ class IEnKFN(EnsembleFilter):
                 E = mu_e.unsqueeze(-2) + A_e / eps
             _, Y, dy = normalised_obs(E, sub(y), sub(mask), sigma)
             Y0 = Y if it == 0 else sub(Tinv) @ Y
-            lam, V, ok = eig_gram(Y0)
+            # Hessian H = Y0 Y0^T + za I: step = H^{-1} grad, T = sqrt(N-1) H^{-1/2},
+            # T^{-1} = H^{1/2} / sqrt(N-1), the roots by Newton-Schulz (no eigendecomposition)
+            G, ok = gram(Y0)
             wi = sub(w)
-            za = self._za(lam, wi)
-            d = lam + za.unsqueeze(-1)
-            grad = (Y0 @ dy.unsqueeze(-1)).squeeze(-1) - za.unsqueeze(-1) * wi
-            step = from_eig(V, to_eig(V, grad) / d)
-            T_new = sym_fun(V, math.sqrt(n1) * d.rsqrt())
-            Tinv_new = sym_fun(V, d.sqrt() / math.sqrt(n1))
-            if idx is None:
+            za = self._za(G, wi)
+            grad = matvec(Y0, dy) - za.unsqueeze(-1) * wi
+            H_sqrt, H_isqrt = shifted_roots(G, za)
+            step = matvec(H_isqrt, matvec(H_isqrt, grad))
+            T_new = math.sqrt(n1) * H_isqrt
+            Tinv_new = H_sqrt / math.sqrt(n1)
+            if idx is None and compact:
                 T, Tinv, w = T_new, Tinv_new, wi + step
                 ok_all = ok_all & ok
                 iters = iters + 1
+            elif idx is None:
+                a2, a3 = active.unsqueeze(-1), active[:, None, None]
+                T, Tinv = torch.where(a3, T_new, T), torch.where(a3, Tinv_new, Tinv)
+                w = torch.where(a2, wi + step, w)
+                ok_all = ok_all & (ok | ~active)
+                iters = iters + active.long()
             else:
                 T, Tinv, w = T.clone(), Tinv.clone(), w.clone()
                 T[idx], Tinv[idx], w[idx] = T_new, Tinv_new, wi + step
@@ -155,6 +176,11 @@ class IEnKFN(EnsembleFilter):
             if it + 1 == self.max_iter or self.tol == 0.0:
                 continue
             keep = ~((step * step).mean(-1) < self.tol**2)
+            if not compact:
+                active = active & keep
+                if (it + 1) % sync_every(active) == 0 and not bool(active.any()):
+                    break
+                continue
             if not bool(keep.all()):
                 idx = (torch.nonzero(keep).squeeze(-1) if idx is None else idx[keep])
                 if idx.numel() == 0:
