@@ -131,11 +131,18 @@ def main():
     p.add_argument("--dapper-cycles", default="100,400", help="DAPPER short,long cycles")
     p.add_argument("--repeats", type=int, default=2, help="best of this many differences")
     p.add_argument("--no-dapper", action="store_true", help="danlab only")
+    p.add_argument("--compile", action="store_true",
+                   help="danlab's L96 integration through torch.compile (as DANLAB_COMPILE=1; "
+                        "the compile time falls out of the difference)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args()
     methods = args.methods.split(",")
     short, long = (int(x) for x in args.cycles.split(","))
     dshort, dlong = (int(x) for x in args.dapper_cycles.split(","))
+    if args.compile:
+        import danlab.dynamics.lorenz96 as l96
+
+        l96.COMPILE = True
     load0 = os.getloadavg()[0]
     dl = {(m, dt): run_danlab(m, args.trajectories, short, long, dt, args.repeats)
           for m in methods for dt in args.dtypes.split(",")}
@@ -150,7 +157,7 @@ def main():
                           "dapper": dp, "machine": machine}))
         return
     print(f"machine: {machine}; python {sys.version.split()[0]}; one thread each; "
-          f"danlab batch {args.trajectories}\n")
+          f"danlab batch {args.trajectories}{', compiled L96' if args.compile else ''}\n")
     print("| method | dtype | danlab µs / traj-cycle | DAPPER µs / traj-cycle | speed-up | "
           "RMSE danlab | RMSE DAPPER |")
     print("|---|---|---:|---:|---:|---:|---:|")

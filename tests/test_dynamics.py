@@ -100,3 +100,18 @@ def test_forecast_bitwise_equal_to_roll_form_blocked_or_not(shape):
     x32 = x.float()
     with torch.no_grad():
         assert torch.equal(m.forecast(x32, 0.05), _roll_reference(x32, 8.0, 0.01, 5))
+
+
+@pytest.mark.slow
+def test_compiled_forecast_is_bitwise_eager(monkeypatch):
+    """DANLAB_COMPILE's torch.compile'd integration changes no bit (float64 and float32)."""
+    import danlab.dynamics.lorenz96 as l96
+
+    m = Lorenz96(8.0, 0.01)
+    x = 8 + torch.randn(6, 5, 40, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        ref = [m.forecast(x, 0.05), m.forecast(x.float(), 0.05)]
+        monkeypatch.setattr(l96, "COMPILE", True)
+        got = [m.forecast(x, 0.05), m.forecast(x.float(), 0.05)]
+    assert l96.COMPILE, "torch.compile failed here"
+    assert all(torch.equal(a, b) for a, b in zip(got, ref))
