@@ -6,12 +6,77 @@ States are tensors of shape (..., N_x); every leading dimension is a batch dimen
 from __future__ import annotations
 
 import math
+import os
+import warnings
 
 import torch
 from torch import Tensor
 
 from danlab.dynamics.base import Model
 from danlab.errors import check, check_positive
+
+#: bytes per block (rows x N_x elements) when a large batch is integrated on the CPU without
+#: autograd: the RK4 temporaries of a 256 KiB block stay in a 2 MiB L2 cache
+CPU_BLOCK_BYTES = 256 * 1024
+
+
+def _neighbours(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(x_{n-2}, x_{n-1}, x_{n+1}) of x (..., N_x), periodic in n: views of one padded copy."""
+    n = x.shape[-1]
+    xp = torch.cat([x[..., -2:], x, x[..., :1]], -1)  # x_{-2}, x_{-1}, x_0..x_{N-1}, x_N
+    return xp[..., :n], xp[..., 1:n + 1], xp[..., 3:]
+
+
+#: opt-in (DANLAB_COMPILE=1 in the environment): the RK4 integration through torch.compile, one
+#: fused loop per step instead of ~30 tensor operations: about 2x faster forecasts on a CPU, the
+#: same bits, after a compile of ~10 s per process and dtype, so it pays only for long runs
+#: (docs/performance.md). Falls back to eager (with a warning) where compiling fails.
+COMPILE = os.environ.get("DANLAB_COMPILE", "0") not in ("", "0")
+_compiled = None
+
+
+def _tendency(x: Tensor, forcing: float) -> Tensor:
+    # one circular pad and four slices instead of three torch.roll copies; the operations are
+    # DAPPER's, in its order ((x_{n+1} - x_{n-2}) x_{n-1} - x_n + F), so the result is bitwise
+    # that of the roll form
+    xm2, xm1, xp1 = _neighbours(x)
+    d = (xp1 - xm2) * xm1
+    return d.sub_(x).add_(forcing)  # in place on a fresh tensor: autograd-safe
+
+
+def _rk4_step(x: Tensor, h: float, forcing: float) -> Tensor:
+    k1 = _tendency(x, forcing)
+    k2 = _tendency(x + (0.5 * h) * k1, forcing)
+    k3 = _tendency(x + (0.5 * h) * k2, forcing)
+    k4 = _tendency(x + h * k3, forcing)
+    # x + (h/6) (k1 + 2 (k2 + k3) + k4), same rounding as written out, fewer temporaries
+    acc = (k2 + k3).mul_(2.0).add_(k1).add_(k4).mul_(h / 6.0)
+    return acc.add_(x)
+
+
+def _rk4_steps(x: Tensor, h: float, n: int, forcing: float) -> Tensor:
+    for _ in range(n):
+        x = _rk4_step(x, h, forcing)
+    return x
+
+
+def _integrate(x: Tensor, h: float, n: int, forcing: float) -> Tensor:
+    global _compiled, COMPILE
+    if COMPILE:
+        try:
+            if _compiled is None:
+                _compiled = torch.compile(_rk4_steps, dynamic=True)
+            return _compiled(x, h, n, forcing)
+        except Exception as exc:  # noqa: BLE001 - no compiler here: eager is always right
+            COMPILE = False
+            warnings.warn(f"DANLAB_COMPILE: torch.compile failed ({type(exc).__name__}); "
+                          "integrating eagerly", stacklevel=2)
+    return _rk4_steps(x, h, n, forcing)
+
+
+def _chunked(x: Tensor) -> bool:
+    return (x.device.type == "cpu" and x.numel() * x.element_size() > 2 * CPU_BLOCK_BYTES
+            and not (torch.is_grad_enabled() and x.requires_grad))
 
 
 class Lorenz96(Model):
@@ -42,18 +107,10 @@ class Lorenz96(Model):
         return self.forecast(x, -dt)
 
     def tendency(self, x: Tensor) -> Tensor:
-        xp1 = torch.roll(x, -1, -1)
-        xm1 = torch.roll(x, 1, -1)
-        xm2 = torch.roll(x, 2, -1)
-        return (xp1 - xm2) * xm1 - x + self.forcing
+        return _tendency(x, self.forcing)
 
     def rk4_step(self, x: Tensor, h: float) -> Tensor:
-        f = self.tendency
-        k1 = f(x)
-        k2 = f(x + (0.5 * h) * k1)
-        k3 = f(x + (0.5 * h) * k2)
-        k4 = f(x + h * k3)
-        return x + (h / 6.0) * (k1 + 2.0 * (k2 + k3) + k4)
+        return _rk4_step(x, h, self.forcing)
 
     def n_steps(self, dt: float) -> int:
         return max(1, round(abs(dt) / self.inner_dt))
@@ -62,9 +119,19 @@ class Lorenz96(Model):
         """Integrate x (..., N_x) over time dt (negative dt integrates backward)."""
         n = self.n_steps(dt)
         h = dt / n
-        for _ in range(n):
-            x = self.rk4_step(x, h)
-        return x
+        if _chunked(x):
+            # a large batch on the CPU without autograd: integrate it in L2-sized blocks of
+            # rows, every inner step of a block while it is in cache (same arithmetic per row)
+            rows = x.reshape(-1, x.shape[-1])
+            out = torch.empty_like(rows)
+            step = max(1, CPU_BLOCK_BYTES // (x.shape[-1] * x.element_size()))
+            for i in range(0, rows.shape[0], step):
+                out[i:i + step] = self._integrate(rows[i:i + step], h, n)
+            return out.view(x.shape)
+        return self._integrate(x, h, n)
+
+    def _integrate(self, x: Tensor, h: float, n: int) -> Tensor:
+        return _integrate(x, h, n, self.forcing)
 
     def tangent_linear(self, x: Tensor, dx: Tensor, dt: float) -> tuple[Tensor, Tensor]:
         """(M(x), M'(x) dx): forward-mode autodiff (torch.func.jvp) of the RK4 integration;
@@ -73,9 +140,9 @@ class Lorenz96(Model):
 
     def tangent_tendency(self, x: Tensor, dx: Tensor) -> Tensor:
         """The tendency's derivative at x applied to dx (hand-written, for speed)."""
-        r = torch.roll
-        return ((r(dx, -1, -1) - r(dx, 2, -1)) * r(x, 1, -1)
-                + (r(x, -1, -1) - r(x, 2, -1)) * r(dx, 1, -1) - dx)
+        xm2, xm1, xp1 = _neighbours(x)
+        dm2, dm1, dp1 = _neighbours(dx)
+        return (dp1 - dm2) * xm1 + (xp1 - xm2) * dm1 - dx
 
     def forecast_tangent(self, x: Tensor, dx: Tensor, dt: float) -> tuple[Tensor, Tensor]:
         """Same as `tangent_linear`, by RK4 on the pair (x, dx): exact for the discrete scheme

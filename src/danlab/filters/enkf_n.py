@@ -13,6 +13,10 @@ Implemented equations (notation of `_ensemble_space`):
 * the symmetric square-root ETKF update of the prior inflated by l1 (no rotation).
 
 With these defaults the analysis reproduces DAPPER 1.8.1's ``EnKF_N(N, xN, dual)`` to rounding.
+It is computed without an eigendecomposition (`_ensemble_space`, Gram route): the prior weight
+and the primal Newton iterates from one Cholesky factorisation of G + (N-1) I (the iterates by
+resolvent series in its Krylov moments; Cholesky solves per iteration for the dual, on GPUs,
+and for the rare large inflations), and the transform by a Newton-Schulz inverse square root.
 """
 
 from __future__ import annotations
@@ -23,13 +27,16 @@ from torch import Tensor
 
 from danlab.errors import check, check_positive
 from danlab.filters._ensemble_space import (
-    eig_gram,
-    hyperprior_coeffs,
-    newton_dual,
-    newton_primal,
+    gram,
+    hyperprior_from_weight,
+    matvec,
+    newton_dual_gram,
     normalised_obs,
-    sqrt_update,
-    to_eig,
+    on_host,
+    primal_inflation,
+    prior_weight_gram,
+    scaled_resolvent,
+    sqrt_update_gram,
 )
 from danlab.filters.base import EnsembleFilter
 from danlab.spec import param
@@ -68,12 +75,18 @@ class EnKFN(EnsembleFilter):
         n = state.shape[-2]
         mu, Y, dy = normalised_obs(state, y, mask, sigma)
         A = state - mu.unsqueeze(-2)
-        lam, V, ok = eig_gram(Y)
-        b = to_eig(V, (Y @ dy.unsqueeze(-1)).squeeze(-1))
-        eN, cL = hyperprior_coeffs(lam, n, self.xN, self.g, self.dirac, self.mode_correction)
+        G, ok = gram(Y)
+        gy = matvec(Y, dy)
+        # (N-1)(G + (N-1) I)^{-1}: the Jeffreys prior weight and the primal Newton's series
+        need_xs = (self.mode_correction and not self.dirac) or (
+            not self.dual and on_host(state))
+        Xs = scaled_resolvent(G, n - 1) if need_xs else None
+        i_kh = prior_weight_gram(G, n, self.dirac, Xs) if self.mode_correction else None
+        eN, cL = hyperprior_from_weight(i_kh, mu[..., 0], n, self.xN, self.g, self.dirac)
         if self.dual:
-            l1 = newton_dual(b * b, lam, eN, cL, n)
+            l1 = newton_dual_gram(G, gy, eN, cL, n)
+            z = (n - 1) / (l1 * l1)
         else:
-            l1 = newton_primal(b, lam, eN, cL, n)
+            l1, z = primal_inflation(G, gy, eN, cL, n, Xs)
         self.last_inflation = l1
-        return sqrt_update(mu, A, V, lam, b, l1, ok)
+        return sqrt_update_gram(mu, A, G, gy, z, ok)

@@ -3,16 +3,18 @@
 Symmetric square-root ETKF (Bishop et al. 2001; Hunt et al. 2007, Eq. 20-24, no rotation):
 Pw = (Y Y^T + (N-1) I)^{-1}, w = Pw Y dy, T = sqrt(N-1) Pw^{1/2}, E^a = mean + (w^T + T) A,
 then the analysis anomalies are multiplied by `inflation` (as DAPPER's post-analysis inflation).
+Computed without an eigendecomposition: Pw^{1/2} by Newton-Schulz (`_ensemble_space`, Gram route).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 from danlab.errors import check_positive
-from danlab.filters._ensemble_space import eig_gram, normalised_obs, sqrt_update, to_eig
+from danlab.filters._ensemble_space import gram, matvec, normalised_obs, sqrt_update_gram
 from danlab.filters.base import EnsembleFilter
 from danlab.spec import param
 
@@ -32,9 +34,9 @@ class ETKF(EnsembleFilter):
                  dt=None) -> Tensor:
         mu, Y, dy = normalised_obs(state, y, mask, sigma)
         A = state - mu.unsqueeze(-2)
-        lam, V, ok = eig_gram(Y)
-        b = to_eig(V, (Y @ dy.unsqueeze(-1)).squeeze(-1))
-        Ea = sqrt_update(mu, A, V, lam, b, 1.0, ok)
+        G, ok = gram(Y)
+        n1 = torch.full_like(mu[..., 0], state.shape[-2] - 1)
+        Ea = sqrt_update_gram(mu, A, G, matvec(Y, dy), n1, ok)
         if self.inflation != 1.0:
             ma = Ea.mean(-2, keepdim=True)
             Ea = ma + self.inflation * (Ea - ma)

@@ -42,6 +42,10 @@ observations at dt = 0.05) nothing changes; the 1e-3 slack absorbs the small ris
 measured) of Gauss-Newton with ensemble-estimated gradients near its fixed point.
 safeguard=False is DAPPER's plain Gauss-Newton.
 
+Linear algebra without eigendecomposition (`_ensemble_space`, Gram route): H^{-1/2} and H^{1/2}
+by one coupled Newton-Schulz iteration, the step as H^{-1/2} (H^{-1/2} grad), and the
+hyperprior's weight from a Cholesky factorisation of Y0 Y0^T + (N-1) I.
+
 Fallback: the Hessian is SPD by construction (zeta > 0); a trajectory whose sensitivities are
 non-finite gets NaN (flagged as diverged by the cycle engine); Gauss-Newton that has not met the
 tolerance after max_iter simply keeps its last iterate.
@@ -58,12 +62,14 @@ from torch import Tensor
 from danlab.errors import check, check_choice, check_int_at_least, check_positive
 from danlab.filters._ensemble_space import (
     centre,
-    eig_gram,
-    from_eig,
-    hyperprior_coeffs,
+    gram,
+    hyperprior_from_weight,
+    matvec,
     normalised_obs,
-    sym_fun,
-    to_eig,
+    on_host,
+    prior_weight_gram,
+    shifted_roots,
+    sync_every,
     zeta_a,
 )
 from danlab.filters.base import EnsembleFilter
@@ -132,15 +138,16 @@ class IEnKFN(EnsembleFilter):
     def estimate(self, state) -> Tensor:
         return state[1].mean(-2)
 
-    def _prior(self, lam: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
-        """(zeta_a (B,), prior cost (B,)) at w (B, N): the finite-size prior term of J is
-        (N-1) cL / 2 * ln(eN + |w|^2), whose gradient is zeta_a w; the plain IEnKF's is
+    def _prior(self, G: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
+        """(zeta_a (B,), prior cost (B,)) at w (B, N), G = Y0 Y0^T: the finite-size prior term
+        of J is (N-1) cL / 2 * ln(eN + |w|^2), whose gradient is zeta_a w; the plain IEnKF's is
         (N-1) |w|^2 / 2 (zeta_a = N-1)."""
         n = w.shape[-1]
         w2 = (w * w).sum(-1)
         if not self.finite_size:
             return torch.full_like(w2, float(n - 1)), 0.5 * (n - 1) * w2
-        eN, cL = hyperprior_coeffs(lam, n, self.xN, 0.0, self.dirac)
+        i_kh = prior_weight_gram(G, n, self.dirac)
+        eN, cL = hyperprior_from_weight(i_kh, w2, n, self.xN, 0.0, self.dirac)
         return zeta_a(eN, cL, w2, n), 0.5 * (n - 1) * cL * torch.log(eN + w2)
 
     def analysis(self, state, y: Tensor, mask: Tensor, sigma: float, *, model,
@@ -151,85 +158,91 @@ class IEnKFN(EnsembleFilter):
         n1 = n - 1
         x0, X0 = centre(E0)
         eye = torch.eye(n, dtype=E0.dtype, device=E0.device).expand(b, n, n)
+        dev = E0.device
         # per row: the iterate to evaluate (w, T, Tinv), the last accepted one (w_acc, T_acc,
-        # J_acc) and whether the current iterate is already a halved step (halved)
-        w = E0.new_zeros(b, n)
-        T, Tinv = eye, eye
-        w_acc, T_acc = w, T
-        J_acc = E0.new_full((b,), float("inf"))
-        halved = torch.zeros(b, dtype=torch.bool, device=E0.device)
-        ok_all = torch.ones(b, dtype=torch.bool, device=E0.device)
-        rejected = torch.zeros(b, dtype=torch.bool, device=E0.device)
-        iters = torch.zeros(b, dtype=torch.long, device=E0.device)
-        idx = None  # rows still iterating; None = all rows (no gather/scatter needed)
+        # J_acc), whether the current iterate is already a halved step (halved)
+        st = dict(w=E0.new_zeros(b, n), T=eye, Tinv=eye, w_acc=E0.new_zeros(b, n), T_acc=eye,
+                  J_acc=E0.new_full((b,), float("inf")),
+                  halved=torch.zeros(b, dtype=torch.bool, device=dev),
+                  rejected=torch.zeros(b, dtype=torch.bool, device=dev),
+                  ok_all=torch.ones(b, dtype=torch.bool, device=dev),
+                  iters=torch.zeros(b, dtype=torch.long, device=dev))
+        # CPU: finished rows leave the batch (a host sync per iteration, free there); other
+        # devices: they stay, frozen by a mask, and the loop tests for the end every few
+        # iterations only (same results, no per-iteration host sync)
+        compact = on_host(E0)
+        active = torch.ones(b, dtype=torch.bool, device=dev)
+        idx = None  # rows still iterating (compact mode); None = all rows
         for it in range(self.max_iter):
             def sub(t, idx=idx):
                 return t if idx is None else t[idx]
 
             if it == 0 and eps == 1.0:
-                E = sub(Ef)
+                E = Ef
             else:
-                Ein = sub(x0).unsqueeze(-2) + (sub(w).unsqueeze(-2) + eps * sub(T)) @ sub(X0)
+                Ein = (sub(x0).unsqueeze(-2)
+                       + (sub(st["w"]).unsqueeze(-2) + eps * sub(st["T"])) @ sub(X0))
                 E = model.forecast(Ein, dt)
             if eps != 1.0:
                 mu_e, A_e = centre(E)
                 E = mu_e.unsqueeze(-2) + A_e / eps
             _, Y, dy = normalised_obs(E, sub(y), sub(mask), sigma)
-            Y0 = Y if it == 0 else sub(Tinv) @ Y
-            lam, V, ok = eig_gram(Y0)
-            wi, Ti, wa = sub(w), sub(T), sub(w_acc)
-            za, prior = self._prior(lam, wi)
+            Y0 = Y if it == 0 else sub(st["Tinv"]) @ Y
+            G, ok = gram(Y0)
+            wi, Ti, wa = sub(st["w"]), sub(st["T"]), sub(st["w_acc"])
+            za, prior = self._prior(G, wi)
             J = 0.5 * (dy * dy).sum(-1) + prior
             # Safeguard (module docstring): an iterate that raises the cost is retried once at
             # half the step, then rejected: the row stops at the last accepted iterate.
-            worse = J > sub(J_acc) + REJECT_ATOL
+            worse = J > sub(st["J_acc"]) + REJECT_ATOL
             if not self.safeguard:
                 worse = torch.zeros_like(worse)
             last = it + 1 == self.max_iter  # no evaluation left for a halved step
-            retry = worse & ~sub(halved) & (not last)
+            retry = worse & ~sub(st["halved"]) & (not last)
             stop = worse & ~retry
             acc = ~worse
-            d = lam + za.unsqueeze(-1)
-            grad = (Y0 @ dy.unsqueeze(-1)).squeeze(-1) - za.unsqueeze(-1) * wi
-            step = from_eig(V, to_eig(V, grad) / d)
+            # Hessian H = Y0 Y0^T + za I: step = H^{-1} grad, T = sqrt(N-1) H^{-1/2},
+            # T^{-1} = H^{1/2} / sqrt(N-1), the roots by Newton-Schulz (no eigendecomposition)
+            grad = matvec(Y0, dy) - za.unsqueeze(-1) * wi
+            H_sqrt, H_isqrt = shifted_roots(G, za)
+            step = matvec(H_isqrt, matvec(H_isqrt, grad))
             a2, a3 = acc.unsqueeze(-1), acc[:, None, None]
             s2, s3 = stop.unsqueeze(-1), stop[:, None, None]
             new = dict(
                 w_acc=torch.where(a2, wi, wa),
-                T_acc=torch.where(a3, Ti, sub(T_acc)),
-                J_acc=torch.where(acc, J, sub(J_acc)),
+                T_acc=torch.where(a3, Ti, sub(st["T_acc"])),
+                J_acc=torch.where(acc, J, sub(st["J_acc"])),
                 w=torch.where(a2, wi + step, torch.where(s2, wa, 0.5 * (wi + wa))),
-                T=torch.where(a3, sym_fun(V, math.sqrt(n1) * d.rsqrt()),
-                              torch.where(s3, sub(T_acc), Ti)),
-                Tinv=torch.where(a3, sym_fun(V, d.sqrt() / math.sqrt(n1)), sub(Tinv)),
-                halved=retry, rejected=stop, ok_all=sub(ok_all) & ok,
-                iters=torch.full_like(sub(iters), it + 1),
+                T=torch.where(a3, math.sqrt(n1) * H_isqrt, torch.where(s3, sub(st["T_acc"]), Ti)),
+                Tinv=torch.where(a3, H_sqrt / math.sqrt(n1), sub(st["Tinv"])),
+                halved=retry, rejected=stop, ok_all=sub(st["ok_all"]) & ok,
+                iters=torch.full_like(sub(st["iters"]), it + 1),
             )
-            if idx is None:
-                w_acc, T_acc, J_acc = new["w_acc"], new["T_acc"], new["J_acc"]
-                w, T, Tinv = new["w"], new["T"], new["Tinv"]
-                halved, rejected, ok_all, iters = (new["halved"], new["rejected"],
-                                                   new["ok_all"], new["iters"])
-            else:
-                w_acc, T_acc, J_acc = w_acc.clone(), T_acc.clone(), J_acc.clone()
-                w, T, Tinv = w.clone(), T.clone(), Tinv.clone()
-                halved, rejected, ok_all, iters = (halved.clone(), rejected.clone(),
-                                                   ok_all.clone(), iters.clone())
-                w_acc[idx], T_acc[idx], J_acc[idx] = new["w_acc"], new["T_acc"], new["J_acc"]
-                w[idx], T[idx], Tinv[idx] = new["w"], new["T"], new["Tinv"]
-                halved[idx], rejected[idx] = new["halved"], new["rejected"]
-                ok_all[idx], iters[idx] = new["ok_all"], new["iters"]
-            if last:
-                continue
             done = stop
             if self.tol > 0.0:
                 done = done | (acc & ((step * step).mean(-1) < self.tol**2))
-            if bool(done.any()):
-                keep = ~done
-                idx = (torch.nonzero(keep).squeeze(-1) if idx is None else idx[keep])
-                if idx.numel() == 0:
+            if not compact:
+                for k, v in new.items():
+                    m = active.view(-1, *([1] * (v.dim() - 1)))
+                    st[k] = torch.where(m, v, st[k])
+                active = active & ~done
+                if not last and (it + 1) % sync_every(active) == 0 and not bool(active.any()):
                     break
-        self.last_iterations, self.last_rejected = iters, rejected
+                continue
+            if idx is None:
+                st.update(new)
+            else:
+                for k, v in new.items():
+                    st[k] = st[k].clone()
+                    st[k][idx] = v
+            if last or not bool(done.any()):
+                continue
+            keep = ~done
+            idx = torch.nonzero(keep).squeeze(-1) if idx is None else idx[keep]
+            if idx.numel() == 0:
+                break
+        self.last_iterations, self.last_rejected = st["iters"], st["rejected"]
+        w, T = st["w"], st["T"]
         Ea = model.forecast(x0.unsqueeze(-2) + (w.unsqueeze(-2) + T) @ X0, dt)
-        Ea = torch.where(ok_all[:, None, None], Ea, torch.full_like(Ea, float("nan")))
+        Ea = torch.where(st["ok_all"][:, None, None], Ea, torch.full_like(Ea, float("nan")))
         return Ea, Ea

@@ -44,7 +44,12 @@ import torch
 from torch import Tensor
 
 from danlab.errors import check, check_positive
-from danlab.filters._ensemble_space import hyperprior_coeffs, newton_dual, normalised_obs
+from danlab.filters._ensemble_space import (
+    hyperprior_coeffs,
+    newton_dual,
+    normalised_obs,
+    on_host,
+)
 from danlab.filters.base import EnsembleFilter
 from danlab.spec import param
 
@@ -75,7 +80,13 @@ def _taper64(nx: int, radius: float) -> Tensor:
 
 def local_taper(nx: int, radius: float, dtype=torch.float64, device="cpu") -> Tensor:
     """The taper matrix rho (N_x, N_x): row i weighs the observation sites for state site i."""
-    return _taper64(int(nx), float(radius)).to(dtype=dtype, device=device)
+    return _taper_on(int(nx), float(radius), dtype, torch.device(device))
+
+
+@lru_cache(maxsize=32)
+def _taper_on(nx: int, radius: float, dtype, device) -> Tensor:
+    # cached per device and dtype: no host-to-device copy at every analysis on a GPU
+    return _taper64(nx, radius).to(dtype=dtype, device=device)
 
 
 def _local_gram(Y: Tensor, dy: Tensor, W: Tensor) -> tuple[Tensor, Tensor]:
@@ -97,7 +108,7 @@ def _batched_eigh(G: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """eigh of G (B, N_x, N, N): (lam >= 0, V, ok (B,)) with ok False for a trajectory whose G has
     a non-finite entry anywhere; its G is replaced by the identity (no exception from LAPACK)."""
     ok = torch.isfinite(G.sum((-3, -2, -1)))  # one reduction: NaN/inf anywhere propagate
-    if not bool(ok.all()):
+    if not on_host(G) or not bool(ok.all()):  # the test is a host sync: CPU only
         eye = torch.eye(G.shape[-1], dtype=G.dtype, device=G.device)
         G = torch.where(ok[:, None, None, None], G, eye)
     lam, V = torch.linalg.eigh(G)  # reads the lower triangle only
