@@ -167,3 +167,20 @@ def test_cross_runs_every_point_at_every_grid_value():
     labels = [e["labels"] for e in s.entries()]
     assert len(labels) == 4 and {(d["method"], d["twin.dt"]) for d in labels} == {
         ("obs-only", 0.05), ("obs-only", 0.1), ("etkf", 0.05), ("etkf", 0.1)}
+
+
+def test_a_sweep_can_change_the_model(tmp_path):
+    # the base twin's L96 forcing and step do not carry over to a model that has none
+    cfg = runs.resolve("baseline", {"method": "3dvar", "twin.model": "ks", "twin.nx": 128,
+                                    "twin.dt": 1.0, "twin.cycles": 20, "twin.spinup": 5,
+                                    "twin.trajectories": 1})
+    assert cfg["twin"]["forcing"] is None and cfg["twin"]["inner_dt"] == 0.5
+    l96 = runs.resolve("baseline", {"method": "3dvar", "twin.model": "l96", "twin.dt": 0.1})
+    assert l96["twin"]["forcing"] == 8.0 and l96["twin"]["inner_dt"] == 0.01
+    ev = runs.resolve("evaluate", {"train.twin.model": "ks", "train.twin.nx": 128,
+                                   "train.twin.dt": 1.0, "twin.trajectories": 2})
+    assert ev["twin"]["model"] == "ks" and ev["twin"]["forcing"] is None
+    with pytest.raises(DanlabError, match="has no forcing"):
+        runs.resolve("baseline", {"method": "3dvar", "twin.model": "ks", "twin.nx": 128,
+                                  "twin.dt": 1.0, "twin.forcing": 8.0})
+    assert runs.execute(cfg, tmp_path)["trajectories"] == 1
