@@ -184,3 +184,8 @@ def test_a_sweep_can_change_the_model(tmp_path):
         runs.resolve("baseline", {"method": "3dvar", "twin.model": "ks", "twin.nx": 128,
                                   "twin.dt": 1.0, "twin.forcing": 8.0})
     assert runs.execute(cfg, tmp_path)["trajectories"] == 1
+    from pathlib import Path
+
+    spec = Path(__file__).parents[1] / "benchmarks" / "sweeps" / "ks_baselines.toml"
+    entries = Sweep.from_toml(str(spec)).entries()  # resolves (validates) every run
+    assert len(entries) == 9 and {e["config"]["twin"]["model"] for e in entries} == {"ks"}
