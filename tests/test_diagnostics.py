@@ -270,3 +270,17 @@ def test_bad_r_samples_states_method():
         mean_marginal_gain(op, states(1), shifts=0)
     with pytest.raises(DanlabError, match="torch.Tensor"):
         analysis_covariance(op, [[1.0] * N])
+
+
+def test_attractor_states_of_the_diagnostics_on_ks():
+    # KS's step 0.5 cannot make L96's spacing 0.25: the states are one decorrelation time apart
+    from danlab.diagnostics.report import attractor_trajectory
+    from danlab.twin import TwinSpec
+
+    twin = TwinSpec(model="ks", nx=128, dt=1.0)
+    x = attractor_trajectory(twin, 10)
+    model = twin.make_model()
+    assert x.shape == (10, 128) and bool(torch.isfinite(x).all())
+    assert torch.allclose(x[8], model.forecast(x[0], model.climatology_interval), atol=1e-12)
+    l96 = attractor_trajectory(TwinSpec(), 9)  # L96 keeps 0.25
+    assert torch.allclose(l96[8], TwinSpec().make_model().forecast(l96[0], 0.25), atol=1e-12)

@@ -349,6 +349,26 @@ def test_poisoned_batch_is_rolled_back(tmp_path, monkeypatch):
     assert all(torch.isfinite(p).all() for p in load(tmp_path).parameters())
 
 
+def test_a_blown_up_trajectory_is_reset_not_kept(tmp_path, monkeypatch):
+    """A stored state that blows up (as a KS state off the attractor does under any weights)
+    costs one rollback, then is reset near the truth; it does not fail every later batch."""
+    from danlab import training
+    from danlab.config import preset
+    from danlab.train import train
+
+    original = training.Session.start
+
+    def start(self, resume):
+        out = original(self, resume)
+        self.data.xa[self.data.perm[0]] = float("nan")  # in the first batch of epoch 1
+        return out
+
+    monkeypatch.setattr(training.Session, "start", start)
+    out = train(preset("smoke", **{**TINY, "max_steps": 12}), tmp_path, progress=False,
+                log=_quiet)
+    assert out["rollbacks"] == 1 and out["steps"] == 12  # 3 epochs draw that trajectory
+
+
 def test_injected_nan_is_rolled_back(tmp_path, faults):
     from danlab.config import preset
     from danlab.train import train

@@ -188,3 +188,25 @@ def test_a_dead_local_worker_does_not_stop_the_sweep(tmp_path):
     out = dict(ex.map(_die_on_first_call, [(e["config"], str(tmp_path)) for e in entries]))
     ex.close()
     assert all(isinstance(v, dict) for v in out.values()) and len(out) == 2
+
+
+def test_a_sweep_can_change_the_model(tmp_path):
+    # the base twin's L96 forcing and step do not carry over to a model that has none
+    cfg = runs.resolve("baseline", {"method": "3dvar", "twin.model": "ks", "twin.nx": 128,
+                                    "twin.dt": 1.0, "twin.cycles": 20, "twin.spinup": 5,
+                                    "twin.trajectories": 1})
+    assert cfg["twin"]["forcing"] is None and cfg["twin"]["inner_dt"] == 0.5
+    l96 = runs.resolve("baseline", {"method": "3dvar", "twin.model": "l96", "twin.dt": 0.1})
+    assert l96["twin"]["forcing"] == 8.0 and l96["twin"]["inner_dt"] == 0.01
+    ev = runs.resolve("evaluate", {"train.twin.model": "ks", "train.twin.nx": 128,
+                                   "train.twin.dt": 1.0, "twin.trajectories": 2})
+    assert ev["twin"]["model"] == "ks" and ev["twin"]["forcing"] is None
+    with pytest.raises(DanlabError, match="has no forcing"):
+        runs.resolve("baseline", {"method": "3dvar", "twin.model": "ks", "twin.nx": 128,
+                                  "twin.dt": 1.0, "twin.forcing": 8.0})
+    assert runs.execute(cfg, tmp_path)["trajectories"] == 1
+    from pathlib import Path
+
+    spec = Path(__file__).parents[1] / "benchmarks" / "sweeps" / "ks_baselines.toml"
+    entries = Sweep.from_toml(str(spec)).entries()  # resolves (validates) every run
+    assert len(entries) == 9 and {e["config"]["twin"]["model"] for e in entries} == {"ks"}

@@ -126,6 +126,10 @@ def _twin(fields: dict, base=None):
 
     base = base if base is not None else TwinSpec()
     changes = {k: v for k, v in fields.items()}
+    if "model" in changes and changes["model"] != base.model:
+        # a new model brings its own step and forcing (as the command line's twin options)
+        changes.setdefault("inner_dt", None)
+        changes.setdefault("forcing", None)
     return spec.from_dict(TwinSpec, {**dataclasses.asdict(base), **changes}, where="twin") \
         if changes else base
 

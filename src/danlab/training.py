@@ -325,7 +325,10 @@ class Session:
 
     def step(self, elapsed: float) -> float:
         """One training step: S_b trajectories, N_iter cycles, backpropagation of Eq. 4;
-        a non-finite loss rolls back to the last good weights at half the learning rate."""
+        a non-finite loss rolls back to the last good weights at half the learning rate. The
+        batch's states are stored either way, so a trajectory that blew up (non-finite) is
+        reset near the truth instead of poisoning every later batch that draws it (KS: a
+        state off the attractor can make ETDRK4 blow up under any weights)."""
         cfg, c = self.cfg, self.counters
         idx = self.data.batch(c.pos)
         progress = self.progress(elapsed)
@@ -346,9 +349,9 @@ class Session:
         if torch.isfinite(loss) and torch.isfinite(gnorm):
             self.opt.step()
             self._update_ema()
-            self.data.store(idx, x, truth)
         else:
             self._rollback()
+        self.data.store(idx, x, truth)
         c.step += 1
         c.pos += 1
         return float(loss.sqrt())

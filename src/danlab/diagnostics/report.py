@@ -19,12 +19,16 @@ def label(twin) -> str:
 
 
 def attractor_trajectory(twin, k: int, seed: int = DIAGNOSTIC_SEED, dtype=torch.float64,
-                         device="cpu", spacing: float = 0.25):
-    """k states of (at most 8) trajectories on the model's attractor, `spacing` time apart."""
+                         device="cpu", spacing: float | None = None):
+    """k states of (at most 8) trajectories on the model's attractor, `spacing` time apart
+    (default: 0.25, or the model's decorrelation time `climatology_interval` if longer: 10
+    for KS, whose step 0.5 cannot make 0.25 and whose states stay correlated for ~10)."""
     from danlab.twin import attractor_states
 
     check(isinstance(k, int) and k >= 1, f"states={k!r} is not allowed: it must be >= 1")
     model = twin.make_model()
+    if spacing is None:
+        spacing = max(0.25, model.climatology_interval)
     x = attractor_states(model, min(8, k), twin.nx, seed)
     xs = []
     with torch.no_grad():
