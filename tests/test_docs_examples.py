@@ -22,3 +22,11 @@ def test_observation_file_example(tmp_path, monkeypatch, capsys):
                  "--device", "cpu", "--json", "--out", "results"]) == 0
     assert (tmp_path / "results" / "enkf-n.nc").exists()
     assert '"obs_file": "my_obs.nc"' in capsys.readouterr().out
+
+
+def test_readme_api_example(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (block,) = _python_blocks(ROOT / "README.md")
+    exec(compile(block, "README.md", "exec"), {})
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2 and out[0][0].isdigit()  # "0.19.." then the verdict

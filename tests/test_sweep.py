@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import xarray as xr
 
@@ -159,6 +160,12 @@ def test_collect_labels_points_outside_the_grid(tmp_path):
     ds = collect(tmp_path)
     assert set(ds["members"].values.tolist()) == {"-", "8"} and res["done"] == 2
     assert "| etkf | 8 |" in (tmp_path / "results.md").read_text()
+    # the spread beside the mean: the std of the per-trajectory RMSEs of the run
+    cell = ds.sel({"method": "obs-only", "members": "-"})
+    per = json.loads((tmp_path / "runs" / str(cell["run"].values) / "result.json").read_text())
+    expect = float(np.std(per["rmse_per_trajectory"], ddof=1))
+    assert float(cell["rmse_std"]) == pytest.approx(expect, rel=1e-12)
+    assert f"{float(cell['rmse']):.4f} ± {expect:.4f}" in (tmp_path / "results.md").read_text()
 
 
 def test_cross_runs_every_point_at_every_grid_value():

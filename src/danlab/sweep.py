@@ -185,6 +185,7 @@ def collect(out: str | Path):
         row = {k: _label(v) for k, v in r["labels"].items()}
         row.update({k: result.get(k, math.nan) for k in SCORES})
         row["rmse"] = math.nan if row["rmse"] is None else row["rmse"]
+        row["rmse_std"] = _spread(result)
         row["status"] = "done" if result else "missing"
         row["run"] = r["run"]
         rows.append(row)
@@ -203,11 +204,25 @@ def collect(out: str | Path):
     for name in ("status", "run"):
         ds[name] = ds[name].astype(str)
     ds.attrs.update(name=meta["name"], kind=meta["kind"], root=meta["root"],
-                    note="rmse is the mean over the trajectories that did not diverge; "
-                         "diverged counts those left out of it")
+                    note="rmse is the mean over the trajectories that did not diverge, rmse_std "
+                         "the standard deviation of their RMSEs; diverged counts those "
+                         "left out of the mean")
     io.save_netcdf(Path(out) / "results.nc", ds)
     io.write_text(Path(out) / "results.md", table(frame, dims) + "\n")
     return ds if len(rows) else ds.assign(rmse=("index", np.array([])))
+
+
+def _spread(result: dict) -> float:
+    """Standard deviation (ddof 1) of the per-trajectory RMSEs that enter the mean."""
+    per = result.get("rmse_per_trajectory")
+    if not per:
+        return math.nan
+    at = result.get("diverged_at") or [-1] * len(per)
+    kept = [r for r, a in zip(per, at) if a < 0 and r is not None and math.isfinite(r)]
+    if len(kept) < 2:
+        return math.nan
+    mean = sum(kept) / len(kept)
+    return math.sqrt(sum((r - mean) ** 2 for r in kept) / (len(kept) - 1))
 
 
 def _label(v):
@@ -215,7 +230,8 @@ def _label(v):
 
 
 def table(frame, dims) -> str:
-    """A markdown table: one row per run, the swept fields then 'rmse (k/n diverged)'."""
+    """A markdown table: one row per run, the swept fields then 'rmse ± std (k/n diverged)'
+    (std: over the trajectories in the mean)."""
     head = [*dims, "test RMSE", "seconds"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in frame.iterrows():
@@ -225,6 +241,8 @@ def table(frame, dims) -> str:
             score = "done (no score)"
         else:
             score = f"{r['rmse']:.4f}"
+            if math.isfinite(r.get("rmse_std", math.nan)):
+                score += f" ± {r['rmse_std']:.4f}"
             if math.isfinite(r["diverged"]) and r["diverged"]:
                 score += f" ({int(r['diverged'])}/{int(r['trajectories'])} diverged)"
         secs = "" if math.isnan(r["seconds"]) else f"{r['seconds']:.1f}"
