@@ -73,6 +73,11 @@ def test_train_evaluate_json(tmp_path, capsys):
     assert out["steps"] == 10 and out["stop"] == "max_steps"
     assert main(args) == 2  # refuses to overwrite a run without --resume
     capsys.readouterr()
+    # --resume alone continues the stored run (its config, not the default preset's); a
+    # finished run has nothing left to do and reports the same test RMSE
+    assert main(["train", "--resume", "--out", str(run), "--json", "--device", "cpu"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["steps"] == 10 and again["rmse"] == out["rmse"]
     assert main(["evaluate", str(run), "--nx", "80", "--obs", "alternate", *TWIN,
                  "--json"]) == 0
     ev = json.loads(capsys.readouterr().out)

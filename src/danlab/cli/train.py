@@ -92,9 +92,13 @@ def config_from_args(args):
 
     preset(args.preset)  # validates the name
     base = dict(PRESETS[args.preset])
-    if args.config:
-        base = merge(base, migrate(load_toml(args.config)))
-    cfg = TrainConfig.from_dict(base, where=args.config or f"preset {args.preset}")
+    config = args.config
+    stored = Path(args.out or f"runs/{args.preset}") / "config.toml"
+    if args.resume and not config and stored.exists():
+        config = str(stored)  # --resume continues the stored run; options still override
+    if config:
+        base = merge(base, migrate(load_toml(config)))
+    cfg = TrainConfig.from_dict(base, where=config or f"preset {args.preset}")
     overrides = spec.overrides_from_args(args, TrainConfig)
     twin = twin_from_args(args, cfg.twin)
     return cfg.replace(**overrides, twin=twin)

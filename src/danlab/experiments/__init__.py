@@ -2,7 +2,7 @@
 `compute(scale, ctx) -> xarray.Dataset` (its grids of trainings, baselines and diagnostics,
 run as sweeps through `ctx.run`) and `plot(ds, stem) -> [paths]` (from stored results only).
 A new figure is one new module in this package. `scale` is smoke | cpu | paper: it changes
-sizes, never code paths.
+sizes and budgets (grids, trajectories, steps, widths), never the algorithms that run.
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@ quadratic, fitted (scipy, least squares) to the Fig. A2 results; gamma, alpha, b
 rho = beta / alpha with 95% confidence intervals beside the paper's 1.435, 0.103, 0.060, 0.58.
 
 The model is written RMSE = (c0 + c1 u + c2 u^2)^gamma with u = N_r^alpha / S_b^beta; since
-only the ratio of the exponents is identifiable up to the scale of u, the fit fixes nothing
-and reports the correlation of the estimates (a wide interval means the grid does not
-constrain that exponent)."""
+only the ratio of the exponents is identifiable up to the scale of u, the fit fixes nothing;
+the 95% intervals come from the least-squares covariance (a wide interval means the grid does
+not constrain that exponent). Each training (seed) is one point of the fit."""
 
 from __future__ import annotations
 
