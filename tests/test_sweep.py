@@ -216,4 +216,4 @@ def test_a_sweep_can_change_the_model(tmp_path):
 
     spec = Path(__file__).parents[1] / "benchmarks" / "sweeps" / "ks_baselines.toml"
     entries = Sweep.from_toml(str(spec)).entries()  # resolves (validates) every run
-    assert len(entries) == 9 and {e["config"]["twin"]["model"] for e in entries} == {"ks"}
+    assert len(entries) == 11 and {e["config"]["twin"]["model"] for e in entries} == {"ks"}

@@ -1,6 +1,6 @@
 """danlab train: learn an analysis operator through the DA cycle (truncated backpropagation).
 
-Every option overrides the preset's value (shown in brackets); --config reads a TOML file of
+Every option overrides the preset's value (shown as its default); --config reads a TOML file of
 TrainConfig values (the twin experiment as a [twin] table), as written in a run's config.toml.
 """
 
@@ -34,7 +34,9 @@ def register(sub, argv=()) -> None:
                    help="TOML file of TrainConfig values (on top of the preset)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="run directory (default: runs/<preset>)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out exactly (its stored config; options given "
+                        "override it)")
     p.add_argument("--snapshots", default="", metavar="SECONDS",
                    help="comma-separated training times at which to keep the weights")
     p.add_argument("--snapshot-steps", default="", metavar="STEPS",
