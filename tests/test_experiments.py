@@ -65,3 +65,15 @@ def test_fig_a3_reports_the_fit_beside_the_paper(out):
     with xr.open_dataset(out / "figA3" / "results.nc") as ds:
         for k in ("gamma", "alpha", "beta", "rho"):
             assert f"{k}_ci95" in ds.attrs and f"paper_{k}" in ds.attrs
+
+
+def test_fig3_method_axis_reduces_the_figure(tmp_path, capsys):
+    args = ["experiment", "run", "fig3", "--out", str(tmp_path), "--executor", "inline",
+            "--grid", "dt=0.05", "--grid", "method=EnKF-N,linear DAN", "--json", "--no-progress"]
+    assert main(args) == 0
+    with xr.open_dataset(tmp_path / "fig3" / "results.nc") as ds:
+        assert sorted(ds["method"].values.tolist()) == ["EnKF-N", "linear DAN"]
+        assert ds["dt"].values.tolist() == [0.05]
+    capsys.readouterr()
+    bad = [*args[:-4], "--grid", "method=EnKF-N,LETKF", "--json"]
+    assert main(bad) == 2 and "fig3's methods are" in capsys.readouterr().err

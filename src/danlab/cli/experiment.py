@@ -13,6 +13,7 @@ from __future__ import annotations
 from danlab.cli._common import parse_list, print_json, progress_on, resolve_device
 
 INT_AXES = ("n_iter", "nx", "seed")
+STR_AXES = ("method",)
 
 
 def _pair(text: str, option: str) -> tuple[str, str]:
@@ -62,8 +63,9 @@ def register(sub) -> None:
     p.add_argument("--device", default="cpu", metavar="cpu|cuda",
                    help="device of the runs (default: cpu)")
     p.add_argument("--grid", action="append", default=[], metavar="AXIS=V1,V2,...",
-                   help="replace one axis of the experiment's grid (e.g. dt=0.05,0.3; "
-                        "repeatable): a reduced scale, recorded in the results")
+                   help="replace one axis of the experiment's grid (e.g. dt=0.05,0.3, or "
+                        "'method=EnKF-N,casual DAN' for fig3; repeatable): a reduced "
+                        "scale, recorded in the results")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a field of every training (e.g. max_steps=500; repeatable)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -109,7 +111,8 @@ def run(args) -> int:
     ex = make_executor(args.executor, args.workers, args.address, 1.0, args.gpus,
                        folder=str(Path(args.out) / "slurm"), partition=args.partition,
                        time_min=args.time, cluster=args.cluster)
-    grid = {k: parse_list(v, float if k not in INT_AXES else int, k)
+    grid = {k: ([m.strip() for m in v.split(",") if m.strip()] if k in STR_AXES else
+                parse_list(v, float if k not in INT_AXES else int, k))
             for k, v in (_pair(g, "--grid") for g in args.grid)}
     train = dict(_pair(s, "--set") for s in args.set)
     train = {k: _value(v) for k, v in train.items()}

@@ -5,6 +5,7 @@ runs on the same test trajectories at each dt."""
 
 from __future__ import annotations
 
+from danlab.errors import check
 from danlab.experiments import common as C
 from danlab.experiments._table import Table
 from danlab.sweep import Sweep
@@ -20,21 +21,33 @@ BASELINES = {"EnKF-N": {"method": "enkf-n", "dirac": True},
 SAKOV_MAX_DT = 0.1
 
 
+METHODS = [*BASELINES, "3D-Var", *C.DAN_VARIANTS]
+
+
 def compute(scale: str, ctx):
     dts = ctx.values("dt", DTS[scale])
+    methods = ctx.values("method", METHODS)
+    unknown = [m for m in methods if m not in METHODS]
+    check(not unknown, f"method={unknown} is not allowed: fig3's methods are {METHODS}")
     table = Table("dt")
     tw = C.twin(scale)
     for label, fields in BASELINES.items():
+        if label not in methods:
+            continue
         grid = [dt for dt in dts if dt <= SAKOV_MAX_DT] if label.startswith("Sakov") else dts
         ds = ctx.run(Sweep("baseline", {**fields, **tw}, {"twin.dt": grid},
                            name=label.replace(" ", "-")))
         table.add_sweep(label, ds, "twin.dt")
-    best = C.tuned_3dvar(ctx, scale, dts)
-    ds = ctx.run(Sweep("baseline", {"method": "3dvar", **tw}, {},
-                       [{"twin.dt": dt, "scale": s} for dt, s in best.items()], name="3dvar"))
-    for dt, s in best.items():
-        table.add("3D-Var", dt, ds.sel({"twin.dt": dt, "scale": s}))
+    best = C.tuned_3dvar(ctx, scale, dts) if "3D-Var" in methods else {}
+    if best:
+        ds = ctx.run(Sweep("baseline", {"method": "3dvar", **tw}, {},
+                           [{"twin.dt": dt, "scale": s} for dt, s in best.items()],
+                           name="3dvar"))
+        for dt, s in best.items():
+            table.add("3D-Var", dt, ds.sel({"twin.dt": dt, "scale": s}))
     for label, fields in C.DAN_VARIANTS.items():
+        if label not in methods:
+            continue
         train = ctx.training(C.training(scale, **fields))
         ds = ctx.run(Sweep("train", {**train, **tw}, {"twin.dt": dts},
                            name=label.replace(" ", "-")))
