@@ -145,3 +145,11 @@ def test_user_model_from_the_command_line(capsys):
     assert out["rmse"] < 0.5
     assert main([*args[:5], "--model", f"{__name__}:NotThere", *args[7:]]) == 2
     assert "cannot be imported" in capsys.readouterr().err
+
+
+def test_fingerprint_names_the_trajectories_not_the_precision():
+    spec = TwinSpec(trajectories=3, cycles=20, spinup=5)
+    f64 = spec.build(dtype=torch.float64)[1].fingerprint()
+    assert spec.build(dtype=torch.float32)[1].fingerprint() == f64
+    assert spec.replace(trajectories=4).build()[1].fingerprint() != f64
+    assert spec.replace(seed=7).build()[1].fingerprint() != f64

@@ -159,9 +159,10 @@ class TwinData:
 
     def fingerprint(self) -> str:
         """A short hash of the truth (or of the observations if there is no truth): two scores
-        with the same fingerprint come from the same trajectories."""
+        with the same fingerprint come from the same trajectories. Hashed at float32 precision,
+        so a float32 run (a DAN) and a float64 run (a baseline) of one spec agree."""
         data = self.truth if self.truth is not None else self.y
-        return hashlib.sha256(data.detach().cpu().double().numpy().tobytes()).hexdigest()[:12]
+        return hashlib.sha256(data.detach().cpu().float().numpy().tobytes()).hexdigest()[:12]
 
     def to(self, device=None, dtype=None) -> TwinData:
         def cast(t):
