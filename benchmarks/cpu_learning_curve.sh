@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The cpu preset's learning curve beyond 10 minutes (issue 3): annealed runs of 20 and 40 min,
+# The cpu preset's learning curve beyond 10 minutes: annealed runs of 20 and 40 min,
 # then one long run with weight snapshots at 2, 5, 10, 20, 40, 60 and 90 min, each scored on
 # the baselines' 16 test trajectories. The 10-minute point and its 2- and 5-minute snapshots:
 # `OMP_NUM_THREADS=1 bash benchmarks/cpu_preset_check.sh`. One thread per run, so that two runs

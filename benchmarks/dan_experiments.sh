@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The DAN experiments of docs/dan.md (issue 3), one training after the other, on the CPU.
+# The DAN experiments of docs/dan.md, one training after the other, on the CPU.
 # Usage: bash benchmarks/dan_experiments.sh [RUNS_DIR] [STEPS]   (results in RUNS_DIR/*/results.json)
 # Each training is step-based (`--max-steps`, no time budget), so its RMSE does not depend on
 # how loaded the machine is; its wall time does.
