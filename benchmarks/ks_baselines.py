@@ -17,6 +17,7 @@ Methods (labels as in the table; DAPPER's names in docs/ks_results.md):
                    not in danlab, to show what the rotation is worth on KS
   enkf-n-20/40     EnKF-N (DAPPER's EnKF_N defaults)
   ienkf-n-20       IEnKF-N, N = 20
+  letkf-16         LETKF, N = 16, radius 51/1.82, inflation 1.02 (DAPPER's LETKF without rot)
   3dvar            cycled 3D-Var, B = --scale x the climatological covariance
   oi               DAPPER's OptInterp: every analysis starts from the climatological mean (no
                    cycling), B = the climatological covariance (scale 1)
@@ -53,7 +54,8 @@ FIRST_GUESS_STREAM = 101    # a purpose key of our own for the near-truth first 
 
 #: DAPPER 1.8.1's "Expected rmse.a" in bocquet2019.py (None: not listed there)
 DAPPER_EXPECTED = {"etkf-20": None, "etkf-rot-20": 0.115, "enkf-n-20": None, "enkf-n-40": None,
-                   "ienkf-n-20": None, "3dvar": None, "oi": 0.5, "climatology": 1.3}
+                   "ienkf-n-20": None, "letkf-16": 0.11, "3dvar": None, "oi": 0.5,
+                   "climatology": 1.3}
 
 
 @dataclass(kw_only=True)
@@ -105,6 +107,8 @@ def make_method(label: str, scale: float, init_spread: float | None):
         "enkf-n-20": lambda: make_filter("enkf-n", members=20, **spread),
         "enkf-n-40": lambda: make_filter("enkf-n", members=40, **spread),
         "ienkf-n-20": lambda: make_filter("ienkf-n", members=20, **spread),
+        "letkf-16": lambda: make_filter("letkf", members=16, loc_radius=51 / 1.82,
+                                        inflation=1.02, **spread),
         "3dvar": lambda: make_filter("3dvar", scale=scale),
         "oi": lambda: OptimalInterpolation(),
     }
