@@ -153,3 +153,22 @@ def test_fingerprint_names_the_trajectories_not_the_precision():
     assert spec.build(dtype=torch.float32)[1].fingerprint() == f64
     assert spec.replace(trajectories=4).build()[1].fingerprint() != f64
     assert spec.replace(seed=7).build()[1].fingerprint() != f64
+
+
+def test_climatology_does_not_depend_on_the_thread_count():
+    """Cached per process and used by 3D-Var's B and the divergence rule: a sweep's runs must
+    give the same numbers in the main process (any thread count) and in 1-thread workers."""
+    from danlab.dynamics import base
+    from danlab.dynamics.lorenz96 import Lorenz96
+
+    threads = torch.get_num_threads()
+    try:
+        out = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            base._climatology.cache_clear()
+            out.append(Lorenz96().climatology(40))
+    finally:
+        torch.set_num_threads(threads)
+        base._climatology.cache_clear()
+    assert torch.equal(out[0].covariance, out[1].covariance) and out[0].std == out[1].std

@@ -40,12 +40,20 @@ class Inline:
         return self._running
 
     def map(self, fn, args_list):
+        import torch
+
         for i, args in enumerate(args_list):
             self._running = 1
+            # one torch thread, as in every other executor's workers: a run's numbers do not
+            # depend on the executor (multi-threaded reductions round differently)
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
             try:
                 outcome = fn(*args)
             except Exception as exc:  # noqa: BLE001 - a failed run is reported, not fatal
                 outcome = exc
+            finally:
+                torch.set_num_threads(threads)
             self._running = 0
             yield i, outcome
 

@@ -116,6 +116,18 @@ CLIMATOLOGY_SEED = 12345
 
 @functools.lru_cache(maxsize=32)
 def _climatology(model: Model, nx: int) -> Climatology:
+    # one torch thread: multi-threaded reductions round differently, and this cached value
+    # (B of 3D-Var, the divergence rule, the nets' normalisation) must not depend on how many
+    # threads the process that first asked for it had
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _sample_climatology(model, nx)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _sample_climatology(model: Model, nx: int) -> Climatology:
     from danlab.rng import generator
 
     model.check_nx(nx)
