@@ -77,3 +77,23 @@ def test_fig3_method_axis_reduces_the_figure(tmp_path, capsys):
     capsys.readouterr()
     bad = [*args[:-4], "--grid", "method=EnKF-N,LETKF", "--json"]
     assert main(bad) == 2 and "fig3's methods are" in capsys.readouterr().err
+
+
+def test_collect_builds_the_figure_from_stored_runs_only(tmp_path, capsys):
+    base = ["--out", str(tmp_path), "--executor", "inline", "--grid", "dt=0.05,0.3",
+            "--json", "--no-progress"]
+    assert main(["experiment", "run", "fig3", *base, "--grid", "method=EnKF-N"]) == 0
+    capsys.readouterr()
+    sweeps = {p: p.stat().st_mtime_ns for p in (tmp_path / "fig3" / "sweeps").rglob("*.json")}
+    runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert main(["experiment", "collect", "fig3", *base,
+                 "--grid", "method=EnKF-N,linear DAN"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["missing_runs"] == 2 and res["figures"]
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == runs  # nothing ran
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "fig3" / "sweeps").rglob("*.json")
+            } == sweeps  # the run's sweep files are left as they are
+    with xr.open_dataset(tmp_path / "fig3" / "results.nc") as ds:
+        assert ds.attrs["missing_runs"] == 2 and ds.attrs["collected_only"] == 1
+        assert ds["rmse"].sel({"method": "EnKF-N"}).notnull().all()
+        assert ds["rmse"].sel({"method": "linear DAN"}).isnull().all()

@@ -207,3 +207,26 @@ def test_checkpoint_without_x_unit_is_refused(tmp_path):
     io.save_torch(tmp_path / BEST, dict(config=cfg.to_dict(), weights=weights))
     with pytest.raises(DanlabError, match="x_unit"):
         load(tmp_path)
+
+
+def test_alpha_in_log_scale_is_positive_and_moves_a_few_percent_per_step():
+    from danlab.nets.linear_zeta import ALPHA_LOG_UNIT
+    from danlab.nets.trunk import AlphaTerm
+
+    term = AlphaTerm(sigma=2.0, log_unit=ALPHA_LOG_UNIT)
+    assert float(term.value()) == pytest.approx(4.0)
+    opt = torch.optim.Adam(term.parameters(), lr=3e-3)
+    for _ in range(50):  # a loss that wants alpha -> 0
+        opt.zero_grad()
+        term.value().backward()
+        opt.step()
+    a = float(term.value())
+    # 50 Adam steps of ~lr in u: alpha shrinks by exp(-50 lr / unit) = 0.22, never below 0
+    assert 0 < a < 4.0 * 0.3
+    plain = AlphaTerm(sigma=2.0)
+    opt = torch.optim.Adam(plain.parameters(), lr=3e-3)
+    for _ in range(50):
+        opt.zero_grad()
+        plain.value().backward()
+        opt.step()
+    assert float(plain.value()) > 4.0 - 0.2  # the plain parameter moves ~lr per step

@@ -144,8 +144,9 @@ def run(sweep: Sweep, out: str | Path, executor=None, root: str | Path | None = 
     ds = collect(out)
     log(f"sweep {sweep.name}: {state.line(0)} in {time.perf_counter() - start:.0f} s; "
         f"results in {out / 'results.nc'}")
+    missing = int((ds["status"] != "done").sum()) if "status" in ds else 0
     return {"done": state.done, "stored": state.skipped, "failed": state.failed,
-            "failures": failures, "results": ds}
+            "missing": missing, "failures": failures, "results": ds}
 
 
 def status(out: str | Path) -> dict:

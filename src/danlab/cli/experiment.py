@@ -4,6 +4,8 @@
   danlab experiment run NAME --scale smoke|cpu|paper [--executor ...] [--out DIR]
   danlab experiment status NAME [--out DIR]
   danlab experiment plot NAME [--out DIR]      (PNG + PDF from stored results only)
+  danlab experiment collect NAME --scale ... [--out DIR]
+                          (results + figure from the runs stored so far; runs nothing)
 
 Runs are shared between the experiments of one --out (e.g. fig6 and fig7 diagnose the same
 trainings), and a run finished before an interruption is never recomputed."""
@@ -44,7 +46,9 @@ def register(sub) -> None:
 
     p = sub.add_parser("experiment", help="the paper's figures as commands",
                        description=__doc__)
-    p.add_argument("action", metavar="list|run|status|plot", help="what to do")
+    p.add_argument("action", metavar="list|run|status|plot|collect",
+                   help="what to do (collect: the results and figure from the runs stored so "
+                        "far, cells without a run left NaN; runs nothing)")
     p.add_argument("name", nargs="?", default=None, help="the experiment (see list)")
     p.add_argument("--scale", default="smoke", metavar="|".join(SCALES),
                    help="smoke: minutes on a laptop (CI); cpu: hours on a 2-core machine; "
@@ -81,7 +85,7 @@ def run(args) -> int:
     from danlab.experiments.runner import plot_experiment, run_experiment, status_experiment
     from danlab.progress import log, quiet
 
-    check_choice("action", args.action, ("list", "run", "status", "plot"))
+    check_choice("action", args.action, ("list", "run", "status", "plot", "collect"))
     if args.action == "list":
         reg = registry()
         if args.json:
@@ -118,6 +122,7 @@ def run(args) -> int:
     train = {k: _value(v) for k, v in train.items()}
     res = run_experiment(args.name, args.scale, args.out, ex, progress=progress_on(args),
                          log=quiet if args.json else log, grid=grid, train=train,
-                         device=str(resolve_device(args.device)))
+                         device=str(resolve_device(args.device)),
+                         stored_only=args.action == "collect")
     print_json(res) if args.json else print("\n".join(res["figures"]))
     return 1 if res["failed_runs"] else 0

@@ -15,18 +15,35 @@ from danlab.experiments import SCALES, get
 from danlab.progress import log as stderr_log
 
 
+class StoredOnly:
+    """An executor that runs nothing: a sweep through it collects the stored runs only."""
+
+    def describe(self) -> str:
+        return "nothing (stored runs only)"
+
+    def running(self) -> int:
+        return 0
+
+    def map(self, fn, args_list):
+        return iter(())
+
+
 class Context:
-    """What an experiment's `compute` runs its sweeps through."""
+    """What an experiment's `compute` runs its sweeps through. With `sweeps_dir` the sweeps'
+    files go there instead of OUT/NAME/sweeps (collect: a `run` in progress keeps its own)."""
 
     def __init__(self, name: str, scale: str, out: Path, executor, progress: bool, log,
-                 grid: dict | None = None, train: dict | None = None):
+                 grid: dict | None = None, train: dict | None = None,
+                 sweeps_dir: Path | None = None):
         self.name, self.scale, self.out = name, scale, Path(out)
         self.grid, self.train = grid or {}, train or {}
         self.dir = self.out / name
+        self.sweeps_dir = Path(sweeps_dir) if sweeps_dir else self.dir / "sweeps"
         self.root = self.out / "runs"  # shared by every experiment of this --out
         self.executor, self.progress, self.log = executor, progress, log
         self.sweeps: list[str] = []
         self.failed = 0
+        self.missing = 0
 
     def values(self, name: str, default: list) -> list:
         """The experiment's values of `name` (e.g. dt): the scale's, or those given."""
@@ -40,10 +57,11 @@ class Context:
         """Run a sweep (stored runs are read back); its results Dataset."""
         s.name = f"{self.name}-{s.name}"
         self.sweeps.append(s.name)
-        res = sweep.run(s, self.dir / "sweeps" / s.name, self.executor, self.root,
+        res = sweep.run(s, self.sweeps_dir / s.name, self.executor, self.root,
                         progress=self.progress, log=self.log,
                         device=getattr(self, "device", "cpu"))
         self.failed += res["failed"]
+        self.missing += res["missing"]
         return res["results"]
 
     def results(self, s: sweep.Sweep) -> list[dict]:
@@ -60,35 +78,53 @@ class Context:
 
 def run_experiment(name: str, scale: str, out: str | Path, executor=None,
                    progress: bool = True, log=stderr_log, grid: dict | None = None,
-                   train: dict | None = None, device: str = "cpu") -> dict:
+                   train: dict | None = None, device: str = "cpu",
+                   stored_only: bool = False) -> dict:
     """Run experiment `name` at `scale`; `grid` replaces some of its axes (e.g. {"dt": [0.05,
     0.3]}) and `train` overrides fields of every training (e.g. {"max_steps": 500}): a reduced
-    version of a scale, recorded in the results."""
+    version of a scale, recorded in the results. `stored_only`: run nothing, build the results
+    and the figure from the runs stored so far (cells without a run are NaN and counted in the
+    attribute `missing_runs`); a `run` of the same experiment may be in progress meanwhile."""
+    import tempfile
+
     from danlab.executors import make_executor
 
     check_choice("scale", scale, SCALES)
     exp = get(name)
-    ctx = Context(name, scale, Path(out), executor or make_executor("local"), progress, log,
-                  grid, train)
+    scratch = tempfile.TemporaryDirectory(prefix="danlab-collect-") if stored_only else None
+    ctx = Context(name, scale, Path(out),
+                  StoredOnly() if stored_only else executor or make_executor("local"),
+                  progress, log, grid, train, sweeps_dir=scratch and scratch.name)
     ctx.device = device
     t0 = time.perf_counter()
     try:
         ds = exp.compute(scale, ctx)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        if not stored_only:
+            raise
+        raise DanlabError(f"{name}: the stored runs are not enough to collect its results "
+                          f"({type(exc).__name__}: {exc}); run `danlab experiment run {name}` "
+                          "first") from None
     finally:
         getattr(ctx.executor, "close", lambda: None)()
+        if scratch:
+            scratch.cleanup()
     seconds = time.perf_counter() - t0
     ds.attrs.update(experiment=name, scale=scale, title=exp.TITLE, compute_seconds=seconds,
-                    failed_runs=ctx.failed, grid_overrides=json.dumps(grid or {}),
+                    failed_runs=ctx.failed, missing_runs=ctx.missing,
+                    collected_only=int(stored_only), grid_overrides=json.dumps(grid or {}),
                     train_overrides=json.dumps(train or {}))
     io.save_netcdf(ctx.dir / "results.nc", ds)
-    io.write_json(ctx.dir / "experiment.json", {"name": name, "scale": scale,
-                                                "sweeps": ctx.sweeps, "seconds": seconds,
-                                                "failed_runs": ctx.failed})
+    if not stored_only:  # experiment.json says the experiment finished (status)
+        io.write_json(ctx.dir / "experiment.json", {"name": name, "scale": scale,
+                                                    "sweeps": ctx.sweeps, "seconds": seconds,
+                                                    "failed_runs": ctx.failed})
     figures = plot_experiment(name, out)
     log(f"{name} ({scale}): {len(ctx.sweeps)} sweeps in {seconds:.0f} s, {ctx.failed} failed "
-        f"runs; figure {figures[0] if figures else '-'}")
+        f"runs, {ctx.missing} missing; figure {figures[0] if figures else '-'}")
     return {"name": name, "scale": scale, "seconds": seconds, "failed_runs": ctx.failed,
-            "results": str(ctx.dir / "results.nc"), "figures": [str(f) for f in figures]}
+            "missing_runs": ctx.missing, "results": str(ctx.dir / "results.nc"),
+            "figures": [str(f) for f in figures]}
 
 
 def plot_experiment(name: str, out: str | Path) -> list[Path]:

@@ -16,7 +16,9 @@ the same constant, so the initial P^a is about s0 * rho, a stationary localised 
 keep a small random init, because columns that start identical get identical gradients for ever
 and X X^T stays rank one. With alpha (Eq. 22,
 cnn.py's convention: alpha starts at sigma^2, x^a = y when H = I) s0 is 0.01 sigma^2, so the
-start is the observation-only filter, as for the residual CNN. Without alpha,
+start is the observation-only filter, as for the residual CNN; alpha is learnt in log scale
+(trunk.AlphaTerm: positive, so alpha I + rho o X X^T stays a covariance, and fast enough to
+leave sigma^2 within tens of steps, which a plain parameter takes hundreds for). Without alpha,
 s0 = 0.9 sigma^2 / max_k rho_hat(k) (rho_hat: the taper's spectrum; N_x without localisation),
 so the initial gain s0 rho_hat(k) / sigma^2 is about 0.9 at most when H = I: a stable,
 smoothing 3D-Var-like start.
@@ -126,6 +128,8 @@ def taper_spectrum_max(nx: int, radius: float) -> float:
 
 
 X_VARIANCE = 0.1  # the unit of rho o X X^T, in sigma^2 (see LinearZetaDAN.__init__)
+#: alpha = sigma^2 exp(u / ALPHA_LOG_UNIT): a few percent per Adam step (trunk.AlphaTerm)
+ALPHA_LOG_UNIT = 0.1
 
 
 class LinearZetaDAN(nn.Module):
@@ -161,7 +165,7 @@ class LinearZetaDAN(nn.Module):
         # start a stationary localised covariance plus a small random state dependence.
         nn.init.constant_(self.head[1].bias, math.sqrt(s0 / columns) / self.sigma
                           / float(self.x_unit))
-        self.alpha_term = AlphaTerm(self.sigma, alpha)
+        self.alpha_term = AlphaTerm(self.sigma, alpha, log_unit=ALPHA_LOG_UNIT)
 
     def anomalies(self, xf: Tensor) -> Tensor:
         """X^a(x^f): (..., n_cols, N_x), the columns of X as rows."""

@@ -83,11 +83,28 @@ class Normalise(nn.Module):
 
 class AlphaTerm(nn.Module):
     """alpha * zeta (Eq. 22) with a trainable alpha starting at sigma^2, so that x^a = y when
-    H = I at the start; `enabled=False` gives Eq. 2 (no such term)."""
+    H = I at the start; `enabled=False` gives Eq. 2 (no such term).
 
-    def __init__(self, sigma: float, enabled: bool = True):
+    log_unit > 0: alpha = sigma^2 exp(u / log_unit), u trainable from 0 (`log_alpha`). alpha
+    stays positive, and an Adam step (about lr in u) changes it by lr / log_unit relatively
+    instead of lr / sigma^2 absolutely: the linear-in-zeta net, which cannot offset alpha with
+    a negative increment, otherwise spends hundreds of steps walking alpha down from sigma^2."""
+
+    def __init__(self, sigma: float, enabled: bool = True, log_unit: float = 0.0):
         super().__init__()
-        self.alpha = nn.Parameter(torch.tensor(float(sigma) ** 2)) if enabled else None
+        self.sigma2, self.log_unit = float(sigma) ** 2, float(log_unit)
+        self.alpha = self.log_alpha = None
+        if enabled and log_unit > 0:
+            self.log_alpha = nn.Parameter(torch.tensor(0.0))
+        elif enabled:
+            self.alpha = nn.Parameter(torch.tensor(self.sigma2))
+
+    def value(self) -> Tensor | None:
+        """alpha, or None without the term."""
+        if self.log_alpha is not None:
+            return self.sigma2 * torch.exp(self.log_alpha / self.log_unit)
+        return self.alpha
 
     def forward(self, out: Tensor, zeta: Tensor) -> Tensor:
-        return out if self.alpha is None else out + self.alpha * zeta
+        alpha = self.value()
+        return out if alpha is None else out + alpha * zeta
