@@ -38,6 +38,7 @@ def test_experiment_writes_results_and_figure(out, name):
         assert (d / f).stat().st_size > 0, f
     with xr.open_dataset(d / "results.nc") as ds:
         assert ds.attrs["scale"] == "smoke" and ds.attrs["failed_runs"] == 0
+        assert ds.attrs["missing_runs"] == 0 and ds.attrs["collected_only"] == 0
         if "rmse" in ds and "method" in ds.dims:  # scores beside their diverged counts
             assert "diverged" in ds and ds["rmse"].notnull().any()
 

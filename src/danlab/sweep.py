@@ -144,7 +144,7 @@ def run(sweep: Sweep, out: str | Path, executor=None, root: str | Path | None = 
     ds = collect(out)
     log(f"sweep {sweep.name}: {state.line(0)} in {time.perf_counter() - start:.0f} s; "
         f"results in {out / 'results.nc'}")
-    missing = int((ds["status"] != "done").sum()) if "status" in ds else 0
+    missing = sum(runs.stored(root, e["config"]) is None for e in unique)
     return {"done": state.done, "stored": state.skipped, "failed": state.failed,
             "missing": missing, "failures": failures, "results": ds}
 
