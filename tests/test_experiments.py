@@ -98,3 +98,17 @@ def test_collect_builds_the_figure_from_stored_runs_only(tmp_path, capsys):
         assert ds.attrs["missing_runs"] == 2 and ds.attrs["collected_only"] == 1
         assert ds["rmse"].sel({"method": "EnKF-N"}).notnull().all()
         assert ds["rmse"].sel({"method": "linear DAN"}).isnull().all()
+
+
+def test_cpu_scale_trainings_do_not_follow_the_preset(monkeypatch):
+    """A cpu-scale run means the same training whatever the cpu preset becomes: its key (the
+    resolved config) must not move when the preset's values do."""
+    from danlab import config, runs
+    from danlab.experiments import common as C
+
+    fields = {**C.training("cpu"), **C.twin("cpu")}
+    before = runs.run_name(runs.resolve("train", fields))
+    changed = {k: (v * 3 if isinstance(v, int) and not isinstance(v, bool) else v)
+               for k, v in config.PRESETS["cpu"].items()}
+    monkeypatch.setitem(config.PRESETS, "cpu", changed)
+    assert runs.run_name(runs.resolve("train", fields)) == before

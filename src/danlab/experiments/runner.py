@@ -44,6 +44,7 @@ class Context:
         self.sweeps: list[str] = []
         self.failed = 0
         self.missing = 0
+        self.stored = 0
 
     def values(self, name: str, default: list) -> list:
         """The experiment's values of `name` (e.g. dt): the scale's, or those given."""
@@ -62,6 +63,7 @@ class Context:
                         device=getattr(self, "device", "cpu"))
         self.failed += res["failed"]
         self.missing += res["missing"]
+        self.stored += res["stored"] + res["done"]
         return res["results"]
 
     def results(self, s: sweep.Sweep) -> list[dict]:
@@ -110,6 +112,10 @@ def run_experiment(name: str, scale: str, out: str | Path, executor=None,
         if scratch:
             scratch.cleanup()
     seconds = time.perf_counter() - t0
+    if stored_only and not ctx.stored:
+        raise DanlabError(f"{name} at scale {scale!r}: none of its runs is stored in "
+                          f"{str(out)!r}; run `danlab experiment run {name} --scale {scale}` "
+                          "first")
     ds.attrs.update(experiment=name, scale=scale, title=exp.TITLE, compute_seconds=seconds,
                     failed_runs=ctx.failed, missing_runs=ctx.missing,
                     collected_only=int(stored_only), grid_overrides=json.dumps(grid or {}),
