@@ -69,6 +69,8 @@ def plot(ds, stem):
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for m in ds["method"].values:
         cell = ds.sel({"method": m})
+        if not (cell["rmse"].notnull().any() or (cell["diverged"] > 0).any()):
+            continue  # no stored cell (a grid run in pieces, drawn by collect)
         color, fmt = STYLE.get(str(m), ("gray", "o-"))
         ax.plot(ds["dt"], cell["rmse"], fmt, color=color, label=str(m), ms=4, lw=1)
         C.mark_partial(ax, ds["dt"].values, cell["rmse"].values, cell["diverged"].values,
