@@ -22,11 +22,13 @@ def _worker(rank: int, world: int, port: int, threads: int, fn, args, kwargs):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
     torch.set_num_threads(threads)
+    import torch.distributed as dist
+
     try:
         fn(*args, **kwargs)
+        if dist.is_initialized():
+            dist.barrier()  # no rank tears the group down while another still talks to it
     finally:
-        import torch.distributed as dist
-
         if dist.is_initialized():
             dist.destroy_process_group()
 
