@@ -54,21 +54,10 @@ def test_enkf_n_batch_of_test_vectors_with_different_masks():
         _compare(Ea[i], d[c + "_Ea"])
 
 
-def _ensemble(b=5, n=12, nx=10, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = 8 + torch.randn(b, 1, nx, generator=g, dtype=torch.float64)
-    E = Lorenz96().spinup(x + torch.randn(b, n, nx, generator=g, dtype=torch.float64), 2.0)
-    y = E.mean(1) + torch.randn(b, nx, generator=g, dtype=torch.float64)
-    mask = torch.rand(b, nx, generator=g) < 0.6
-    mask[0] = True
-    mask[1] = False  # N_y = 0 for one trajectory
-    return E, torch.where(mask, y, 0.0), mask
-
-
 @pytest.mark.parametrize("filt", [EnKFN(12), EnKFN(12, dual=True), EnKFN(12, dirac=True),
                                   ETKF(12, inflation=1.05)])
-def test_batching_invariance_and_sparse_masks(filt):
-    E, y, mask = _ensemble()
+def test_batching_invariance_and_sparse_masks(filt, forecast_ensemble):
+    E, y, mask = forecast_ensemble()
     Ea = filt.analysis(E, y, mask, 0.7)
     for i in range(E.shape[0]):
         alone = filt.analysis(E[i:i + 1], y[i:i + 1], mask[i:i + 1], 0.7)
@@ -76,9 +65,9 @@ def test_batching_invariance_and_sparse_masks(filt):
     assert torch.isfinite(Ea).all()
 
 
-def test_sparse_mask_equals_reduced_problem():
+def test_sparse_mask_equals_reduced_problem(forecast_ensemble):
     """A masked analysis equals the analysis of the observed sites only (explicit H, numpy)."""
-    E, y, mask = _ensemble(b=3)
+    E, y, mask = forecast_ensemble(b=3)
     Ea = ETKF(12).analysis(E, y, mask, 0.5)
     for i in range(3):
         Ei = E[i].numpy()
@@ -95,25 +84,25 @@ def test_sparse_mask_equals_reduced_problem():
         np.testing.assert_allclose(Ea[i].numpy(), mu + w @ A + T @ A, atol=1e-10)
 
 
-def test_unobserved_trajectory_is_left_alone():
+def test_unobserved_trajectory_is_left_alone(forecast_ensemble):
     """N_y = 0: the mode-corrected Jeffreys and the Dirac-Jeffreys priors both give l1 = 1, so
     the ensemble is unchanged (not only its mean)."""
-    E, y, mask = _ensemble()
+    E, y, mask = forecast_ensemble()
     for filt in (EnKFN(12), EnKFN(12, dirac=True), EnKFN(12, dual=True), ETKF(12)):
         Ea = filt.analysis(E, y, mask, 1.0)
         torch.testing.assert_close(Ea[1], E[1], rtol=0, atol=1e-12)
 
 
-def test_non_finite_trajectory_gives_nan_without_exception():
-    E, y, mask = _ensemble()
+def test_non_finite_trajectory_gives_nan_without_exception(forecast_ensemble):
+    E, y, mask = forecast_ensemble()
     E[2, 0, 0] = float("nan")
     Ea = EnKFN(12).analysis(E, y, mask, 1.0)
     assert torch.isnan(Ea[2]).all()
     assert torch.isfinite(Ea[[0, 1, 3, 4]]).all()
 
 
-def test_float32_and_dtype_agnostic():
-    E, y, mask = _ensemble()
+def test_float32_and_dtype_agnostic(forecast_ensemble):
+    E, y, mask = forecast_ensemble()
     Ea64 = EnKFN(12).analysis(E, y, mask, 1.0)
     Ea32 = EnKFN(12).analysis(E.float(), y.float(), mask, 1.0)
     assert Ea32.dtype == torch.float32

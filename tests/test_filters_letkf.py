@@ -62,31 +62,27 @@ def test_batch_of_test_vectors_equals_each_alone(prefix):
         _compare(Ea[i], d[c + "_Ea"])
 
 
-def _ensemble(b=5, n=12, nx=24, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = 8 + torch.randn(b, 1, nx, generator=g, dtype=torch.float64)
-    E = Lorenz96().spinup(x + torch.randn(b, n, nx, generator=g, dtype=torch.float64), 2.0)
-    y = E.mean(1) + torch.randn(b, nx, generator=g, dtype=torch.float64)
-    mask = torch.rand(b, nx, generator=g) < 0.5
-    mask[0] = True
-    mask[1] = False  # N_y = 0 for one trajectory
+def _ensemble(make):
+    """Inputs with about half the sites observed; trajectory 2 observes only 3 neighbouring
+    sites, so that most local domains are empty."""
+    E, y, mask = make(nx=24, observed=0.5)
     mask[2] = False
-    mask[2, :3] = True  # only a few neighbouring sites: most local domains are empty
+    mask[2, :3] = True
     return E, torch.where(mask, y, 0.0), mask
 
 
 @pytest.mark.parametrize("radius", [math.inf, 1e9])
-def test_huge_radius_is_the_global_etkf(radius):
+def test_huge_radius_is_the_global_etkf(radius, forecast_ensemble):
     """At radius 1e9 the taper is 1 - O(1e-16): the ETKF to rounding."""
-    E, y, mask = _ensemble()
+    E, y, mask = _ensemble(forecast_ensemble)
     for infl in (1.0, 1.04):
         Ea = LETKF(12, loc_radius=radius, inflation=infl).analysis(E, y, mask, 0.8)
         torch.testing.assert_close(Ea, ETKF(12, inflation=infl).analysis(E, y, mask, 0.8),
                                    rtol=0, atol=1e-11)
 
 
-def test_local_enkf_n_with_infinite_radius_is_the_global_dual_enkf_n():
-    E, y, mask = _ensemble()
+def test_local_enkf_n_with_infinite_radius_is_the_global_dual_enkf_n(forecast_ensemble):
+    E, y, mask = _ensemble(forecast_ensemble)
     Ea = LocalEnKFN(12, loc_radius=math.inf).analysis(E, y, mask, 0.8)
     torch.testing.assert_close(Ea, EnKFN(12, dual=True, xN=3.0).analysis(E, y, mask, 0.8),
                                rtol=0, atol=1e-10)
@@ -111,10 +107,10 @@ def _numpy_letkf(E, y, sites, sigma, radius, infl):
     return Ea.mean(0) + infl * (Ea - Ea.mean(0))
 
 
-def test_sparse_masks_equal_the_reduced_problem_per_row():
+def test_sparse_masks_equal_the_reduced_problem_per_row(forecast_ensemble):
     """Rows with different site sets (all, none, a few) in one batch: each row equals an explicit
     per-site computation on its observed sites only."""
-    E, y, mask = _ensemble()
+    E, y, mask = _ensemble(forecast_ensemble)
     Ea = LETKF(12, loc_radius=3.0, inflation=1.02).analysis(E, y, mask, 0.7).numpy()
     for i in range(E.shape[0]):
         sites = np.flatnonzero(mask[i].numpy())
@@ -126,8 +122,8 @@ def test_sparse_masks_equal_the_reduced_problem_per_row():
                                   LETKF(12, loc_radius=2.0, inflation=1.05),
                                   LocalEnKFN(12, loc_radius=3.0),
                                   LocalEnKFN(12, loc_radius=2.5, xN=2.0)])
-def test_batching_invariance_and_empty_sites(filt):
-    E, y, mask = _ensemble()
+def test_batching_invariance_and_empty_sites(filt, forecast_ensemble):
+    E, y, mask = _ensemble(forecast_ensemble)
     Ea = filt.analysis(E, y, mask, 0.7)
     for i in range(E.shape[0]):
         alone = filt.analysis(E[i:i + 1], y[i:i + 1], mask[i:i + 1], 0.7)
@@ -144,8 +140,8 @@ def test_batching_invariance_and_empty_sites(filt):
                                rtol=0, atol=1e-12)
 
 
-def test_non_finite_trajectory_gives_nan_without_exception():
-    E, y, mask = _ensemble()
+def test_non_finite_trajectory_gives_nan_without_exception(forecast_ensemble):
+    E, y, mask = _ensemble(forecast_ensemble)
     E[3, 0, 5] = float("nan")
     for filt in (LETKF(12, loc_radius=3.0), LocalEnKFN(12, loc_radius=3.0)):
         Ea = filt.analysis(E, y, mask, 1.0)
@@ -153,8 +149,8 @@ def test_non_finite_trajectory_gives_nan_without_exception():
         assert torch.isfinite(Ea[[0, 1, 2, 4]]).all()
 
 
-def test_float32_and_new_keyword_interface():
-    E, y, mask = _ensemble()
+def test_float32_and_new_keyword_interface(forecast_ensemble):
+    E, y, mask = _ensemble(forecast_ensemble)
     filt = LocalEnKFN(12, loc_radius=3.0)
     Ea64 = filt.analysis(E, y, mask, 1.0, model=Lorenz96(), dt=0.05)
     Ea32 = filt.analysis(E.float(), y.float(), mask, 1.0)
