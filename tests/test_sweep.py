@@ -217,3 +217,18 @@ def test_a_sweep_can_change_the_model(tmp_path):
     spec = Path(__file__).parents[1] / "benchmarks" / "sweeps" / "ks_baselines.toml"
     entries = Sweep.from_toml(str(spec)).entries()  # resolves (validates) every run
     assert len(entries) == 11 and {e["config"]["twin"]["model"] for e in entries} == {"ks"}
+
+
+def test_a_later_train_field_at_its_default_keeps_the_keys_of_stored_runs():
+    from danlab.config import preset
+
+    for name, default in runs.LATER_TRAIN_FIELDS.items():
+        cfg = preset("cpu").to_dict()
+        assert cfg[name] == default
+        older = {k: v for k, v in cfg.items() if k != name}  # as stored before the field
+        train = {"kind": "train", "config": cfg, "workers": 1}
+        assert runs.run_name(train) == runs.run_name({**train, "config": older})
+        ev = {"kind": "evaluate", "train": train, "checkpoint": "best.pt"}
+        assert runs.run_name(ev) == runs.run_name({**ev, "train": {**train, "config": older}})
+    changed = {"kind": "train", "config": preset("cpu", val_every=4).to_dict(), "workers": 1}
+    assert runs.run_name(changed) != runs.run_name({**changed, "config": preset("cpu").to_dict()})

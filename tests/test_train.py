@@ -113,6 +113,39 @@ def test_resume_is_exact_with_ema_warmup_curriculum_and_product(tmp_path, faults
     assert not all(torch.equal(ck["ema"][k], ck["weights"][k]) for k in ck["weights"])
 
 
+def test_val_every_validates_every_kth_epoch_the_last_step_and_resumes_exactly(
+        tmp_path, faults):
+    from danlab.io import read_jsonl
+
+    cfg = preset("smoke", **TINY, dtype="float64", val_every=2)  # 7 steps an epoch, 24 steps
+    full = train(cfg, tmp_path / "a", progress=False, log=quiet)
+    rows = [r for r in read_jsonl(tmp_path / "a" / "metrics.jsonl") if "epoch" in r]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    assert [r["epoch"] for r in rows if "val_rmse" in r] == [2, 4]  # step 14 and step 24
+    faults.stop_at = 16  # in epoch 3, after the unvalidated epoch 1 and the validated 2
+    with pytest.raises(Stop):
+        train(cfg, tmp_path / "b", progress=False, log=quiet)
+    faults.stop_at = None
+    resumed = train(cfg, tmp_path / "b", resume=True, progress=False, log=quiet)
+    for name in (CHECKPOINT, BEST):
+        wa = load_checkpoint(tmp_path / "a" / name)["weights"]
+        wb = load_checkpoint(tmp_path / "b" / name)["weights"]
+        assert all(torch.equal(wa[k], wb[k]) for k in wa), name
+    assert (full["rmse"], full["val_rmse"]) == (resumed["rmse"], resumed["val_rmse"])
+
+
+def test_a_run_stopped_after_an_unvalidated_epoch_validates_at_the_end(tmp_path, monkeypatch):
+    from danlab import training
+
+    reason = training.Session.stop_reason
+    monkeypatch.setattr(training.Session, "stop_reason", lambda s, elapsed, pending: (
+        "time_budget" if s.counters.step == 7 else reason(s, elapsed, pending)))
+    cfg = preset("smoke", **TINY, val_every=3)
+    out = train(cfg, tmp_path, progress=False, log=quiet)
+    assert out["steps"] == 7 and out["stop"] == "time_budget"
+    assert load_checkpoint(tmp_path / BEST, ("step",))["step"] == 7  # the end's weights
+
+
 def test_schedules():
     from danlab.training import lr_factor, n_iter_at
 

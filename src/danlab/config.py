@@ -57,8 +57,10 @@ class TrainConfig:
     n_iter_start: int = param(0, "curriculum: N_iter grows from this to n_iter over the first "
                                  "half of the run (0: off)")
     clip: float = param(1.0, "gradient-norm clipping")
-    patience: int = param(0, "stop after this many epochs without a better validation RMSE "
-                             "(0: off)")
+    patience: int = param(0, "stop after this many validations without a better validation "
+                             "RMSE (0: off)")
+    val_every: int = param(1, "epochs between validations (the best weights are chosen among "
+                              "the validated epochs and the run's end)")
     val_cycles: int = param(32, "cycles per validation pass (the second half is scored)")
     val_trajectories: int = param(256, "validation trajectories cycled each epoch")
     seed: int = param(0, "seed of the weights, training trajectories and batches",
@@ -107,7 +109,7 @@ def validate(c: TrainConfig) -> None:
     check_choice("activation", c.activation, ("gelu", "relu", "tanh", "silu"))
     check_choice("dtype", c.dtype, ("float32", "float64"))
     for name in ("filters", "blocks", "columns", "n_iter", "epochs", "val_cycles",
-                 "val_trajectories", "kernel", "s_b"):
+                 "val_trajectories", "kernel", "s_b", "val_every"):
         check_int_at_least(name, getattr(c, name), 1)
     for name in ("max_steps", "patience", "warmup_cycles", "seed"):
         check_int_at_least(name, getattr(c, name), 0)

@@ -206,8 +206,24 @@ def resolve(kind: str, fields: dict) -> dict:
     return out
 
 
+#: TrainConfig fields added after runs were stored, left out of a run's key at these values so
+#: that the runs stored before them keep their names (and are found again, not recomputed)
+LATER_TRAIN_FIELDS = {"val_every": 1}
+
+
+def _key_form(obj):
+    if isinstance(obj, dict):
+        out = {k: _key_form(v) for k, v in obj.items()}
+        if "val_cycles" in out:  # a TrainConfig
+            for name, value in LATER_TRAIN_FIELDS.items():
+                if out.get(name) == value:
+                    del out[name]
+        return out
+    return obj
+
+
 def run_name(config: dict) -> str:
-    return f"{config['kind']}-{spec.config_hash(config)}"
+    return f"{config['kind']}-{spec.config_hash(_key_form(config))}"
 
 
 # --- executing one run ---------------------------------------------------------------------
