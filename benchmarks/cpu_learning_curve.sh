@@ -3,7 +3,7 @@
 # then one long run with weight snapshots at 2, 5, 10, 20, 40, 60 and 90 min, each scored on
 # the baselines' 16 test trajectories. The 10-minute point and its 2- and 5-minute snapshots:
 # `OMP_NUM_THREADS=1 bash benchmarks/cpu_preset_check.sh`. One thread per run, so that two runs
-# can share a 2-core machine (one thread is as fast as two for this net: docs/performance.md).
+# can share a 2-core machine (one thread gives ~88% of two for this net: docs/performance.md).
 # Wall-clock numbers: keep the machine otherwise quiet.
 #   bash benchmarks/cpu_learning_curve.sh [RUNS_DIR] [LONG_SECONDS]
 set -euo pipefail
