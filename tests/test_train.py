@@ -94,11 +94,11 @@ def test_config_validation():
         TrainConfig(autocast=True, dtype="float64")
 
 
-def test_resume_is_exact_with_ema_warmup_curriculum_and_product(tmp_path, faults):
-    cfg = preset("smoke", **TINY, dtype="float64", ema=0.9, warmup=0.2, n_iter_start=2,
-                 product=True)
+def _full_and_resumed(cfg, tmp_path, faults, stop_at: int) -> tuple[dict, dict]:
+    """One run left alone (tmp_path/a) and one stopped at `stop_at` then resumed (b); their
+    last and best weights must be identical."""
     full = train(cfg, tmp_path / "a", progress=False, log=quiet)
-    faults.stop_at = 13
+    faults.stop_at = stop_at
     with pytest.raises(Stop):
         train(cfg, tmp_path / "b", progress=False, log=quiet)
     faults.stop_at = None
@@ -107,6 +107,13 @@ def test_resume_is_exact_with_ema_warmup_curriculum_and_product(tmp_path, faults
         wa = load_checkpoint(tmp_path / "a" / name)["weights"]
         wb = load_checkpoint(tmp_path / "b" / name)["weights"]
         assert all(torch.equal(wa[k], wb[k]) for k in wa), name
+    return full, resumed
+
+
+def test_resume_is_exact_with_ema_warmup_curriculum_and_product(tmp_path, faults):
+    cfg = preset("smoke", **TINY, dtype="float64", ema=0.9, warmup=0.2, n_iter_start=2,
+                 product=True)
+    full, resumed = _full_and_resumed(cfg, tmp_path, faults, stop_at=13)
     assert full["rmse"] == resumed["rmse"]
     # best.pt holds the average of the weights, not the last iterate
     ck = load_checkpoint(tmp_path / "a" / CHECKPOINT, ("ema", "weights"))
@@ -118,19 +125,11 @@ def test_val_every_validates_every_kth_epoch_the_last_step_and_resumes_exactly(
     from danlab.io import read_jsonl
 
     cfg = preset("smoke", **TINY, dtype="float64", val_every=2)  # 7 steps an epoch, 24 steps
-    full = train(cfg, tmp_path / "a", progress=False, log=quiet)
+    # stopped in epoch 3, after the unvalidated epoch 1 and the validated 2
+    full, resumed = _full_and_resumed(cfg, tmp_path, faults, stop_at=16)
     rows = [r for r in read_jsonl(tmp_path / "a" / "metrics.jsonl") if "epoch" in r]
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
     assert [r["epoch"] for r in rows if "val_rmse" in r] == [2, 4]  # step 14 and step 24
-    faults.stop_at = 16  # in epoch 3, after the unvalidated epoch 1 and the validated 2
-    with pytest.raises(Stop):
-        train(cfg, tmp_path / "b", progress=False, log=quiet)
-    faults.stop_at = None
-    resumed = train(cfg, tmp_path / "b", resume=True, progress=False, log=quiet)
-    for name in (CHECKPOINT, BEST):
-        wa = load_checkpoint(tmp_path / "a" / name)["weights"]
-        wb = load_checkpoint(tmp_path / "b" / name)["weights"]
-        assert all(torch.equal(wa[k], wb[k]) for k in wa), name
     assert (full["rmse"], full["val_rmse"]) == (resumed["rmse"], resumed["val_rmse"])
 
 
