@@ -412,7 +412,7 @@ class Session:
     def validates(self, epoch: int) -> bool:
         """Whether the end of `epoch` (counted from 1) is validated: every val_every-th epoch
         and the last step. A validation pass costs ~20 steps of the cpu preset, a fifth of an
-        epoch at N_iter 2, so short-window presets validate less often."""
+        epoch at N_iter 2, which is why a run of short steps may validate less often."""
         return epoch % self.cfg.val_every == 0 or self.counters.step == self.n_total
 
     def patience_exhausted(self) -> bool:
