@@ -172,21 +172,19 @@ def test_baseline_cli_passes_max_iter_and_tol(capsys):
         assert err.startswith("danlab: error:") and bad[1] in err and "\n" not in err
 
 
-def test_sparse_observations_keep_track_where_plain_gauss_newton_lost_it():
+def test_sparse_observations_keep_track_on_a_recorded_hard_case():
     """Regression (danlab issue 11, item 2): the first 40 cycles of trajectory 14 of `danlab
     baseline --method ienkf-n --dt 0.3 --obs random --trajectories 16` (tests/data/README.md),
-    which plain Gauss-Newton lost at cycle 25."""
+    which plain Gauss-Newton lost at cycle 25 when recorded. Whether it still loses it depends
+    on rounding (40 chaotic cycles near a failure), so only the safeguarded filter is checked
+    here; the failure itself is checked on one analysis by the `ienkf_sparse_feedback` test."""
     d = np.load(Path(__file__).resolve().parent / "data" / "ienkf_sparse_track.npz")
     model, dt = Lorenz96(inner_dt=float(d["inner_dt"])), float(d["dt"])
     E0, truth = torch.as_tensor(d["E0"]).unsqueeze(0), torch.as_tensor(d["truth"])
     obs = [(torch.as_tensor(y).unsqueeze(0), torch.as_tensor(m).unsqueeze(0))
            for y, m in zip(d["y"], d["mask"])]
 
-    def errors(**kw):
-        steps = cycle(IEnKFN(40, **kw), (E0, E0), model, dt, obs, 1.0)
-        return torch.stack([((xa[0] - truth[k + 1]) ** 2).mean().sqrt()
-                            for k, (_, xa) in enumerate(steps)])
-
-    old, new = errors(safeguard=False), errors()
-    assert not (old[20:] < 5).all()  # lost: climatology-level error or NaN
+    steps = cycle(IEnKFN(40), (E0, E0), model, dt, obs, 1.0)
+    new = torch.stack([((xa[0] - truth[k + 1]) ** 2).mean().sqrt()
+                       for k, (_, xa) in enumerate(steps)])
     assert torch.isfinite(new).all() and new[20:].max() < 2 and new[20:].mean() < 1

@@ -492,69 +492,84 @@ def newton_dual_gram(G: Tensor, gy: Tensor, eN: Tensor, cL: Tensor, n: int,
 NS_TOL = {torch.float64: 1e-12, torch.float32: 1e-6, torch.float16: 1e-3, torch.bfloat16: 1e-2}
 
 
-#: on GPUs Newton-Schulz runs the iterations that this condition bound needs (21 in float64,
-#: 20 in float32), whatever the data: a fixed count needs no host sync
+#: on GPUs Newton-Schulz runs the iterations that this condition bound needs (12 in float64,
+#: 11 in float32), whatever the data: a fixed count needs no host sync
 NS_DEVICE_KAPPA = 1e6
 
 
-def newton_schulz_iterations(kappa: float, tol: float, max_iter: int = 60) -> int:
-    """Iterations of `newton_schulz_sqrt` that bring every eigenvalue of Z_k Y_k to 1 within tol
-    when the spectrum of M lies in [lo, hi] with hi / lo <= kappa (exact arithmetic).
+def newton_schulz_coefficients(kappa: float, tol: float,
+                               max_iter: int = 60) -> list[tuple[float, float]]:
+    """(a_k, b_k) of the scaled Newton-Schulz steps P_k = a_k I + b_k Z_k Y_k that bring every
+    eigenvalue of Z_k Y_k to 1 within tol when the spectrum of M lies in [lo, hi] with
+    hi / lo <= kappa and the iteration starts from Y_0 = M / hi (exact arithmetic).
 
-    With the scaling c = (lo + hi) / 2 the eigenvalues of M / c lie in [1 - e, 1 + e],
-    e = (kappa - 1) / (kappa + 1), and each iteration maps an eigenvalue x of Z_k Y_k to
-    x (3 - x)^2 / 4 (Higham 2008, Sect. 6.3): an error e at x = 1 - e becomes
-    (3 e^2 + e^3) / 4 and at x = 1 + e (3 e^2 - e^3) / 4, so the low end bounds the error.
+    In s = sqrt(eigenvalue of Z_k Y_k) a step is the odd cubic s -> s (a_k + b_k s^2), the
+    sign-function form of the iteration. Each step is the cubic that best approximates 1 in
+    the max norm on the current interval [l, u] of s (the equioscillating scaled
+    Newton-Schulz step, as in Chen & Chow 2014 and the "Polar Express" of Amsel et al. 2025):
+    with r = l / u, m = sqrt((1 + r + r^2) / 3) and g(t) = t (3 - t^2) / 2 the step is
+    s -> K g(s / (u m)), K = 2 / (1 + g(1 / m)), mapping [l, u] onto [2 - K, K]. Far from
+    convergence s grows ~5x per step (the unscaled step (3 - x) / 2: 1.5x); near it the step
+    is the unscaled one, quadratically convergent. Every iterate is a polynomial in M, so the
+    roots are the symmetric ones.
     """
-    e = (kappa - 1.0) / (kappa + 1.0) if math.isfinite(kappa) else 1.0
-    for k in range(max_iter):
-        if e <= tol:
-            return k
-        e = (3.0 * e * e + e**3) / 4.0
-    return max_iter
+    lo, hi = (math.sqrt(1.0 / kappa) if math.isfinite(kappa) and kappa > 0 else 0.0), 1.0
+    out = []
+    for _ in range(max_iter):
+        if max(1.0 - lo * lo, hi * hi - 1.0) <= tol:
+            return out
+        r = lo / hi
+        m = math.sqrt((1.0 + r + r * r) / 3.0)
+        t = 1.0 / m
+        k = 2.0 / (1.0 + 0.5 * t * (3.0 - t * t))
+        out.append((1.5 * k / (hi * m), -0.5 * k / (hi * m) ** 3))
+        lo, hi = 2.0 - k, k
+    return out
 
 
-def newton_schulz_sqrt(M: Tensor, lo: Tensor, hi: Tensor, want_sqrt: bool = True,
-                       iters: int | None = None) -> tuple[Tensor | None, Tensor]:
+def newton_schulz_iterations(kappa: float, tol: float, max_iter: int = 60) -> int:
+    """Iterations of `newton_schulz_sqrt` for the condition bound kappa and tolerance tol."""
+    return len(newton_schulz_coefficients(kappa, tol, max_iter))
+
+
+def newton_schulz_sqrt(M: Tensor, lo: Tensor, hi: Tensor,
+                       want_sqrt: bool = True) -> tuple[Tensor | None, Tensor]:
     """(M^{1/2}, M^{-1/2}) of symmetric positive definite M (B, n, n) whose eigenvalues lie in
     [lo, hi] (B,), lo > 0, by the coupled Newton-Schulz iteration (Higham 2008, Eq. 6.35;
-    stable, matrix products only):
+    stable, matrix products only) with the scaled steps of `newton_schulz_coefficients`:
 
-        Y_0 = M / c, Z_0 = I,  P_k = (3 I - Z_k Y_k) / 2,  Y_{k+1} = Y_k P_k,  Z_{k+1} = P_k Z_k,
+        Y_0 = M / hi, Z_0 = I,  P_k = a_k I + b_k Z_k Y_k,  Y_{k+1} = Y_k P_k,  Z_{k+1} = P_k Z_k,
 
-    Y_k -> (M/c)^{1/2}, Z_k -> (M/c)^{-1/2}, c = (lo + hi) / 2 per trajectory. All iterates are
-    polynomials in M, so the roots are the symmetric ones (those of the eigendecomposition).
-    The iteration count is `newton_schulz_iterations` of the batch's largest hi / lo to the
-    dtype's NS_TOL on the CPU; on other devices (where reading that number is a host sync) the
-    count for hi / lo = NS_DEVICE_KAPPA, i.e. rows with a larger bound are less accurate.
-    ``want_sqrt=False`` skips the last update of Y and returns (None, M^{-1/2}). (Y is carried
-    as -Y/2, which obeys the same update, so that P = 3/2 I + Z (-Y/2) is one product and a
-    diagonal shift.)
+    Y_k -> (M/hi)^{1/2}, Z_k -> (M/hi)^{-1/2}. The steps are those of the batch's largest
+    hi / lo at the dtype's NS_TOL on the CPU; on other devices (where reading that number is a
+    host sync) those of hi / lo = NS_DEVICE_KAPPA, i.e. rows with a larger bound are less
+    accurate. ``want_sqrt=False`` skips the last update of Y and returns (None, M^{-1/2}).
+    (Y is carried as b_k Y_k, so that P_k is one product and a diagonal shift.)
     """
-    c = 0.5 * (lo + hi)
     tol = NS_TOL.get(M.dtype, 1e-12)
-    if iters is None and not on_host(M):
-        iters = newton_schulz_iterations(NS_DEVICE_KAPPA, tol)  # fixed: no host sync
-    elif iters is None:
+    if not on_host(M):
+        kappa = NS_DEVICE_KAPPA  # fixed: no host sync
+    else:
         kap = hi / lo
         kap = torch.where(torch.isfinite(kap), kap, torch.ones_like(kap))
         kappa = float(kap.max()) if M.shape[0] else 1.0
-        iters = newton_schulz_iterations(kappa, tol)
-    Yh = M * (-0.5 / c)[:, None, None]  # -Y_0 / 2
+    steps = newton_schulz_coefficients(kappa, tol)
     Z = None  # Z_0 = I, never formed
-    for k in range(iters):
-        if Z is None:
-            P = Yh.clone()
-        else:
-            P = Z @ Yh
-        P.diagonal(dim1=-2, dim2=-1).add_(1.5)
+    if steps:
+        Yb = M * (steps[0][1] / hi)[:, None, None]  # b_0 Y_0
+    for k, (a, b) in enumerate(steps):
+        P = Yb.clone() if Z is None else Z @ Yb
+        P.diagonal(dim1=-2, dim2=-1).add_(a)
         Z = P if Z is None else P @ Z
-        if want_sqrt or k + 1 < iters:
-            Yh = Yh @ P
+        if k + 1 < len(steps):
+            Yb = (Yb @ P).mul_(steps[k + 1][1] / b)
+        elif want_sqrt:
+            Yb = (Yb @ P).mul_(1.0 / b)
+    sc = hi.sqrt()[:, None, None]
     if Z is None:
         Z = torch.eye(M.shape[-1], dtype=M.dtype, device=M.device).expand_as(M)
-    sc = c.sqrt()[:, None, None]
-    return (Yh * (-2.0 * sc) if want_sqrt else None), Z / sc
+        return (M / hi[:, None, None] * sc if want_sqrt else None), Z / sc
+    return (Yb * sc if want_sqrt else None), Z / sc
 
 
 def shifted_roots(G: Tensor, z: Tensor, want_sqrt: bool = True) -> tuple[Tensor | None, Tensor]:
