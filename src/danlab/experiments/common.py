@@ -106,6 +106,18 @@ def mark_partial(ax, x, y, diverged, trajectories) -> None:
                         xytext=(4, 4), fontsize=7)
 
 
+def mark_lost(ax, x, y, diverged, color) -> None:
+    """An x at the top of the axes where every trajectory diverged (no mean to draw)."""
+    for xi, yi, d in zip(x, y, diverged):
+        if d and d > 0 and not math.isfinite(yi):
+            ax.plot(xi, 0.97, "x", color=color, ms=8, transform=ax.get_xaxis_transform(),
+                    clip_on=False)
+
+
+LEGEND_NOTE = ("hollow circle: mean over the trajectories that did not diverge (k/n left out); "
+               "x at the top: every trajectory diverged")
+
+
 def save(fig, stem) -> list:
     from danlab import io
     from danlab.diagnostics.plots import close

@@ -75,14 +75,10 @@ def plot(ds, stem):
         ax.plot(ds["dt"], cell["rmse"], fmt, color=color, label=str(m), ms=4, lw=1)
         C.mark_partial(ax, ds["dt"].values, cell["rmse"].values, cell["diverged"].values,
                        cell["trajectories"].values)
-        for dt, r, d in zip(ds["dt"].values, cell["rmse"].values, cell["diverged"].values):
-            if d > 0 and not r == r:  # every trajectory diverged: an x at the top
-                ax.plot(dt, 1.5, "x", color=color, ms=8)
+        C.mark_lost(ax, ds["dt"].values, cell["rmse"].values, cell["diverged"].values, color)
     ax.set(xlabel="time between analyses dt", ylabel="test RMSE", yscale="log",
            title=f"{ds.attrs.get('title', '')} [{ds.attrs.get('scale', '')} scale]")
     ax.axhline(1.0, color="gray", lw=0.5, ls=":")
     ax.legend(fontsize=7, ncol=2)
-    ax.text(0.01, 0.01, "hollow circle: mean over the trajectories that did not diverge (k/n "
-            "left out); x at the top: every trajectory diverged", transform=ax.transAxes,
-            fontsize=6)
+    ax.text(0.01, 0.01, C.LEGEND_NOTE, transform=ax.transAxes, fontsize=6)
     return C.save(fig, stem)

@@ -31,13 +31,16 @@ def compute(scale: str, ctx):
 def plot(ds, stem):
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(6.5, 4))
     for m, fmt in zip(ds["method"].values, ("o-", "s-", "D-")):
         cell = ds.sel({"method": m})
-        ax.plot(ds["forcing"], cell["rmse"], fmt, label=str(m), ms=4)
+        (line,) = ax.plot(ds["forcing"], cell["rmse"], fmt, label=str(m), ms=4)
         C.mark_partial(ax, ds["forcing"].values, cell["rmse"].values, cell["diverged"].values,
                        cell["trajectories"].values)
+        C.mark_lost(ax, ds["forcing"].values, cell["rmse"].values, cell["diverged"].values,
+                    line.get_color())
     ax.set(xlabel="forcing F", ylabel="test RMSE",
            title=f"{ds.attrs.get('title', '')} [{ds.attrs.get('scale', '')}]")
     ax.legend(fontsize=8)
+    ax.text(0.01, 0.01, C.LEGEND_NOTE, transform=ax.transAxes, fontsize=6)
     return C.save(fig, stem)

@@ -33,15 +33,20 @@ def compute(scale: str, ctx):
 
 def plot(ds, stem):
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullLocator
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(6.5, 4))
     for m, fmt in zip(ds["method"].values, ("o-", "s-", "D-")):
         cell = ds.sel({"method": m})
-        ax.plot(ds["nx"], cell["rmse"], fmt, label=str(m), ms=4)
+        (line,) = ax.plot(ds["nx"], cell["rmse"], fmt, label=str(m), ms=4)
         C.mark_partial(ax, ds["nx"].values, cell["rmse"].values, cell["diverged"].values,
                        cell["trajectories"].values)
+        C.mark_lost(ax, ds["nx"].values, cell["rmse"].values, cell["diverged"].values,
+                    line.get_color())
     ax.set(xscale="log", xlabel="N_x", ylabel="test RMSE",
            title=f"{ds.attrs.get('title', '')} [{ds.attrs.get('scale', '')}]")
-    ax.set_xticks(ds["nx"].values, [str(v) for v in ds["nx"].values])
+    ax.set_xticks(ds["nx"].values, [f"{v:g}" for v in ds["nx"].values])
+    ax.xaxis.set_minor_locator(NullLocator())
     ax.legend(fontsize=8)
+    ax.text(0.01, 0.01, C.LEGEND_NOTE, transform=ax.transAxes, fontsize=6)
     return C.save(fig, stem)
