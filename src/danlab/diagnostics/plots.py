@@ -50,15 +50,19 @@ def plot_covariance(ds):
     return fig
 
 
-def plot_nonlinearity(ds):
-    """r(lambda) on log-log axes, one curve per dt, with the linear reference r = lambda."""
+def plot_nonlinearity(ds, ax=None, var: str = "ratio"):
+    """r(lambda) (`var` of ds) on log-log axes, one curve per dt, with the linear reference
+    r = lambda; on `ax` if given, else on a new figure."""
     lam = np.asarray(ds["lambda"])
-    fig, ax = plt.subplots(figsize=(5.0, 4.0))
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5.0, 4.0))
+    else:
+        fig = ax.figure
     ax.loglog(lam, lam, "k--", lw=1, label=r"$r=\lambda$")
     cmap = plt.get_cmap("viridis")
     dts = np.asarray(ds["dt"])
     for k, dt in enumerate(dts):
-        ax.loglog(lam, np.asarray(ds["ratio"][k]), "-o", ms=3,
+        ax.loglog(lam, np.asarray(ds[var][k]), "-o", ms=3,
                   color=cmap(k / max(1, len(dts) - 1)), label=rf"$\Delta_t$={dt:g}")
     ax.set_xlabel(r"$\lambda$")
     ax.set_ylabel(r"$r(\lambda)$")

@@ -17,14 +17,16 @@ SAMPLES = {"smoke": {"trajectories": 1, "cycles": 40, "spinup": 10},
            "paper": {"trajectories": 16, "cycles": 2000, "spinup": 200}}
 
 
-def diagnose(ctx, scale: str, diagnostic: str, options: dict) -> list[tuple[float, Path]]:
+def diagnose(ctx, scale: str, diagnostic: str, options: dict,
+             tag: str = "") -> list[tuple[float, Path]]:
+    """(dt, diagnostic.nc) per dt; `tag` names the sweeps of a second set of options."""
     entries = []
     for dt in ctx.values("dt", DTS[scale]):
         train = C.as_training({**ctx.training(C.training(scale)), **C.twin(scale, dt=dt)})
         twin = {f"twin.{k}": v for k, v in {**SAMPLES[scale], "dt": dt}.items()}
         opts = {f"options.{k}": v for k, v in options.items()}
         s = Sweep("diagnose", {**train, **twin, "diagnostic": diagnostic, **opts}, {},
-                  name=f"{diagnostic}-dt{dt:g}")
+                  name=f"{diagnostic}{tag}-dt{dt:g}")
         ctx.run(s)
         entries.append((dt, ctx.results(s)[0]["dir"] / "diagnostic.nc"))
     return entries
