@@ -24,5 +24,8 @@ def compute(scale: str, ctx):
 def plot(ds, stem):
     from danlab.diagnostics.plots import plot_innovations
 
-    return C.save(plot_innovations(ds), stem)
+    fig = plot_innovations(ds)
+    fig.axes[0].set_title(f"{ds.attrs.get('title', TITLE)} [{ds.attrs.get('scale', '')}]",
+                          fontsize=9)
+    return C.save(fig, stem)
 
