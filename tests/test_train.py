@@ -153,6 +153,11 @@ def test_schedules():
     assert lr_factor(cfg, 0.1) == pytest.approx(1.0)
     assert lr_factor(cfg, 1.0) == pytest.approx(0.01)
     assert [n_iter_at(cfg, t) for t in (0.0, 0.25, 0.5, 1.0)] == [2, 5, 8, 8]
+    held = cfg.replace(warmup=0.0, decay=0.25)  # lr held for 75% of the run, then the cosine
+    assert lr_factor(held, 0.5) == pytest.approx(1.0)
+    assert lr_factor(held, 0.875) == pytest.approx(0.505)
+    assert lr_factor(held, 1.0) == pytest.approx(0.01)
+    assert lr_factor(cfg.replace(warmup=0.0), 0.5) == pytest.approx(0.505)
 
 
 def test_resume_reads_a_checkpoint_with_the_older_weight_names(tmp_path, faults):

@@ -208,7 +208,7 @@ def resolve(kind: str, fields: dict) -> dict:
 
 #: TrainConfig fields added after runs were stored, left out of a run's key at these values so
 #: that the runs stored before them keep their names (and are found again, not recomputed)
-LATER_TRAIN_FIELDS = {"val_every": 1}
+LATER_TRAIN_FIELDS = {"val_every": 1, "decay": 1.0}
 
 
 def _key_form(obj):
