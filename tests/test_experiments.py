@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import xarray as xr
 
@@ -66,6 +67,24 @@ def test_fig_a3_reports_the_fit_beside_the_paper(out):
     with xr.open_dataset(out / "figA3" / "results.nc") as ds:
         for k in ("gamma", "alpha", "beta", "rho"):
             assert f"{k}_ci95" in ds.attrs and f"paper_{k}" in ds.attrs
+        assert "power_rho_ci95" in ds.attrs
+
+
+def test_fig_a3_fits_recover_known_exponents():
+    """Synthetic RMSEs from Eq. A1 with the paper's exponents, and from a pure power law in
+    N_r / S_b^0.58, with 0.5% noise on the figA2 cpu grid: both fits find rho within their
+    intervals."""
+    from danlab.experiments import figA2, figA3
+
+    n_r, s_b, _ = np.meshgrid(figA2.N_R["cpu"], figA2.S_B["cpu"], [0, 1], indexing="ij")
+    n_r, s_b = n_r.ravel().astype(float), s_b.ravel().astype(float)
+    noise = 1 + 0.005 * np.random.default_rng(0).standard_normal(n_r.size)
+    power = figA3.fit_power_law(n_r, s_b, 0.9 * (n_r / s_b**0.58) ** -0.05 * noise)
+    rho, ci = power["rho"]
+    assert abs(rho - 0.58) < ci < 0.3
+    exact = figA3.model((n_r, s_b), 1.435, 0.103, 0.060, 0.9, -0.35, 0.05) * noise
+    rho, ci = figA3.fit(n_r, s_b, exact)["ci95"]["rho"]
+    assert abs(rho - 0.58) < max(ci, 0.05)
 
 
 def test_fig3_method_axis_reduces_the_figure(tmp_path, capsys):
