@@ -86,14 +86,17 @@ def plot(ds, stem):
     g, a, b = p[:3]
     u = ds["n_r"].values ** a / ds["s_b"].values ** b
     grid = np.linspace(u.min(), u.max(), 200)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.plot(grid, np.abs(p[3] + p[4] * grid + p[5] * grid**2) ** g, "-", label="fit f^gamma")
     ax.plot(u, ds["rmse"], "o", ms=4, label="test RMSE (Fig. A2 runs)")
+
+    def est(k):
+        return f"{k}={ds.attrs[k]:.3g}±{ds.attrs[k + '_ci95']:.2g}"
+
     ax.set(xlabel="N_r^alpha / S_b^beta", ylabel="test RMSE",
-           title=f"gamma={g:.3f}+-{ds.attrs['gamma_ci95']:.3f}, alpha={a:.3f}+-"
-                 f"{ds.attrs['alpha_ci95']:.3f}, beta={b:.3f}+-{ds.attrs['beta_ci95']:.3f}, "
-                 f"rho={ds.attrs['rho']:.2f}+-{ds.attrs['rho_ci95']:.2f}; power law: "
-                 f"rho={ds.attrs['power_rho']:.2f}+-{ds.attrs['power_rho_ci95']:.2f}")
+           title=f"Eq. A1: {est('gamma')}, {est('alpha')}, {est('beta')}, {est('rho')}\n"
+                 f"power law: rho={ds.attrs['power_rho']:.3g}±{ds.attrs['power_rho_ci95']:.2g}"
+                 f"   (paper: gamma=1.435, alpha=0.103, beta=0.060, rho=0.58; ± = 95%)")
     ax.title.set_fontsize(8)
     ax.legend(fontsize=8)
     return C.save(fig, stem)
