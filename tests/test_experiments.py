@@ -87,6 +87,19 @@ def test_fig_a3_fits_recover_known_exponents():
     assert abs(rho - 0.58) < max(ci, 0.05)
 
 
+def test_fig_a3_reports_a_fit_that_does_not_converge(monkeypatch):
+    import scipy.optimize
+
+    from danlab.experiments import figA3
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("Optimal parameters not found: maxfev")
+
+    monkeypatch.setattr(scipy.optimize, "curve_fit", fail)
+    r = figA3.fit(np.array([1024.0, 4096.0]), np.array([8.0, 16.0]), np.array([0.22, 0.23]))
+    assert r["status"].startswith("Optimal") and np.isnan(r["params"]).all()
+
+
 def test_fig3_method_axis_reduces_the_figure(tmp_path, capsys):
     args = ["experiment", "run", "fig3", "--out", str(tmp_path), "--executor", "inline",
             "--grid", "dt=0.05", "--grid", "method=EnKF-N,linear DAN", "--json", "--no-progress"]

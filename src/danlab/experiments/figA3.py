@@ -31,7 +31,12 @@ def fit(n_r, s_b, rmse) -> dict:
 
     x = np.vstack([n_r, s_b]).astype(float)
     p0 = [PAPER["gamma"], PAPER["alpha"], PAPER["beta"], 0.5, 0.0, 0.0]
-    params, cov = curve_fit(model, x, rmse, p0=p0, maxfev=20000)
+    try:
+        params, cov = curve_fit(model, x, rmse, p0=p0, maxfev=20000)
+    except RuntimeError as e:  # no convergence: reported in the Dataset, not raised
+        nan = (float("nan"), float("nan"))
+        return {"params": np.full(6, np.nan), "status": str(e), "residual_rms": float("nan"),
+                "ci95": {k: nan for k in ("gamma", "alpha", "beta", "rho")}}
     err = np.sqrt(np.clip(np.diag(cov), 0, np.inf))
     g, a, b = params[:3]
     # rho = b / a by the delta method
@@ -39,7 +44,7 @@ def fit(n_r, s_b, rmse) -> dict:
     rho_err = float(np.sqrt(max(grad @ cov @ grad, 0.0)))
     out = {"gamma": (g, 1.96 * err[0]), "alpha": (a, 1.96 * err[1]),
            "beta": (b, 1.96 * err[2]), "rho": (b / a, 1.96 * rho_err)}
-    return {"params": params, "ci95": out,
+    return {"params": params, "ci95": out, "status": "converged",
             "residual_rms": float(np.sqrt(np.mean((model(x, *params) - rmse) ** 2)))}
 
 
@@ -68,7 +73,8 @@ def compute(scale: str, ctx):
     attrs = {f"{k}": v[0] for k, v in result["ci95"].items()}
     attrs.update({f"{k}_ci95": v[1] for k, v in result["ci95"].items()})
     attrs.update({f"paper_{k}": v for k, v in PAPER.items()},
-                 residual_rms=result["residual_rms"], points=int(ok.sum()))
+                 residual_rms=result["residual_rms"], points=int(ok.sum()),
+                 fit_status=result["status"])
     power = fit_power_law(n_r[ok], s_b[ok], rmse[ok])
     for k, (v, ci) in power.items():
         attrs[f"power_{k}"], attrs[f"power_{k}_ci95"] = float(v), ci
@@ -84,16 +90,21 @@ def plot(ds, stem):
 
     p = ds["params"].values
     g, a, b = p[:3]
-    u = ds["n_r"].values ** a / ds["s_b"].values ** b
-    grid = np.linspace(u.min(), u.max(), 200)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.plot(grid, np.abs(p[3] + p[4] * grid + p[5] * grid**2) ** g, "-", label="fit f^gamma")
+    if np.all(np.isfinite(p)):
+        u = ds["n_r"].values ** a / ds["s_b"].values ** b
+        grid = np.linspace(u.min(), u.max(), 200)
+        ax.plot(grid, np.abs(p[3] + p[4] * grid + p[5] * grid**2) ** g, "-", label="fit f^gamma")
+        xlabel = "N_r^alpha / S_b^beta"
+    else:  # Eq. A1 did not converge: the points against S_b
+        u, xlabel = ds["s_b"].values, "S_b (Eq. A1 fit did not converge)"
+        ax.set_xscale("log")
     ax.plot(u, ds["rmse"], "o", ms=4, label="test RMSE (Fig. A2 runs)")
 
     def est(k):
         return f"{k}={ds.attrs[k]:.3g}±{ds.attrs[k + '_ci95']:.2g}"
 
-    ax.set(xlabel="N_r^alpha / S_b^beta", ylabel="test RMSE",
+    ax.set(xlabel=xlabel, ylabel="test RMSE",
            title=f"Eq. A1: {est('gamma')}, {est('alpha')}, {est('beta')}, {est('rho')}\n"
                  f"power law: rho={ds.attrs['power_rho']:.3g}±{ds.attrs['power_rho_ci95']:.2g}"
                  f"   (paper: gamma=1.435, alpha=0.103, beta=0.060, rho=0.58; ± = 95%)")
