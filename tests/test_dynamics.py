@@ -109,9 +109,16 @@ def test_compiled_forecast_is_bitwise_eager(monkeypatch):
 
     m = Lorenz96(8.0, 0.01)
     x = 8 + torch.randn(6, 5, 40, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
-    with torch.no_grad():
-        ref = [m.forecast(x, 0.05), m.forecast(x.float(), 0.05)]
-        monkeypatch.setattr(l96, "COMPILE", True)
-        got = [m.forecast(x, 0.05), m.forecast(x.float(), 0.05)]
+
+    def run():  # forecasts of 5 and 100 steps (dt = 1: the loop is not unrolled) and a gradient
+        with torch.no_grad():
+            out = [m.forecast(x, 0.05), m.forecast(x.float(), 0.05), m.forecast(x, 1.0)]
+        x32 = x.float().requires_grad_(True)
+        (m.forecast(x32, 0.3) ** 2).sum().backward()
+        return [*out, x32.grad]
+
+    ref = run()
+    monkeypatch.setattr(l96, "COMPILE", True)
+    got = run()
     assert l96.COMPILE, "torch.compile failed here"
     assert all(torch.equal(a, b) for a, b in zip(got, ref))
