@@ -232,3 +232,52 @@ def test_a_later_train_field_at_its_default_keeps_the_keys_of_stored_runs():
         assert runs.run_name(ev) == runs.run_name({**ev, "train": {**train, "config": older}})
     changed = {"kind": "train", "config": preset("cpu", val_every=4).to_dict(), "workers": 1}
     assert runs.run_name(changed) != runs.run_name({**changed, "config": preset("cpu").to_dict()})
+
+
+def _stops_on_sigterm(flags: str, i: int) -> int:
+    """A run that, like a training, turns SIGTERM into a clean stop (and writes its pid)."""
+    import os as _os
+    import signal as _signal
+    import time as _time
+    from pathlib import Path
+
+    def stop(signum, frame):
+        raise RuntimeError("SIGTERM: stopped")
+
+    _signal.signal(_signal.SIGTERM, stop)
+    (Path(flags) / f"started_{i}").write_text(str(_os.getpid()))
+    _time.sleep(30)
+    return i
+
+
+def test_a_local_worker_exits_with_its_sweep(tmp_path):
+    """SIGKILL on a sweep: its worker stops the run in progress and starts none of the queued
+    ones (it would otherwise run them on as an orphan)."""
+    tests = os.path.dirname(os.path.abspath(__file__))
+    code = ("from test_sweep import _stops_on_sigterm\n"
+            "from danlab.executors import Local\n"
+            f"list(Local(1).map(_stops_on_sigterm, [({str(tmp_path)!r}, i) for i in range(4)]))\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}
+    sweep = subprocess.Popen([sys.executable, "-c", code], env=env)
+    first = tmp_path / "started_0"
+    t0 = time.monotonic()
+    while not first.exists():
+        assert sweep.poll() is None and time.monotonic() - t0 < 120
+        time.sleep(0.05)
+    time.sleep(0.2)
+    sweep.send_signal(signal.SIGKILL)
+    sweep.wait()
+    worker = int(first.read_text())
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 20:
+        try:
+            state = open(f"/proc/{worker}/stat").read().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            break
+        if state == "Z":  # exited, not yet reaped by its new parent
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the worker of a killed sweep is still running after 20 s")
+    assert sorted(p.name for p in tmp_path.glob("started_*")) == ["started_0"]

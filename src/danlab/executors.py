@@ -58,11 +58,39 @@ class Inline:
             yield i, outcome
 
 
+#: in a local worker: the pid of the sweep that started it
+_PARENT: int | None = None
+
+
 def _init_worker():
     from danlab.runs import threads_for_worker
 
+    global _PARENT
+    _PARENT = os.getppid()
     _die_with_parent()
     threads_for_worker()
+
+
+def _call(fn, *args):
+    """One run in a local worker. A worker whose sweep has died exits here: the parent-death
+    signal stops only the run in progress (a training checkpoints on SIGTERM and returns), and
+    the pool's queue still holds the next runs, which an orphan would otherwise go on to run."""
+    if _PARENT is not None and _parent_gone(_PARENT):
+        os._exit(1)
+    return fn(*args)
+
+
+def _parent_gone(pid: int) -> bool:
+    """Whether the sweep `pid` has died. Its main thread can be dead (the parent-death signal
+    already sent) while its other threads still exit, so getppid() alone can still say pid:
+    a zombie main thread counts as dead (Linux /proc; elsewhere getppid() only)."""
+    if os.getppid() != pid:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return False
 
 
 def _die_with_parent() -> None:
@@ -117,7 +145,7 @@ class Local:
         tries = dict.fromkeys(todo, 0)
         while todo:
             pool = self.pool()
-            self._futures = {pool.submit(fn, *todo[i]): i for i in todo}
+            self._futures = {pool.submit(_call, fn, *todo[i]): i for i in todo}
             pending = set(self._futures)
             broken = False
             try:
