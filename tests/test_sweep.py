@@ -281,3 +281,26 @@ def test_a_local_worker_exits_with_its_sweep(tmp_path):
     else:
         pytest.fail("the worker of a killed sweep is still running after 20 s")
     assert sorted(p.name for p in tmp_path.glob("started_*")) == ["started_0"]
+
+
+def test_a_run_held_by_another_process_is_left_for_last(tmp_path):
+    """Two sweeps on one root share its grid: a run whose lock another process holds is
+    skipped and waited for only after every other run (it used to block the sweep at once)."""
+    import fcntl
+    import threading
+
+    sweep = Sweep("baseline", SMALL, {"method": ["3dvar", "obs-only", "etkf"]})
+    root = tmp_path / "out" / "runs"
+    held = root / runs.run_name(sweep.entries()[0]["config"])
+    held.mkdir(parents=True)
+    lock = open(held / ".lock", "w")  # another open file description: conflicts like a process
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    threading.Timer(2.0, lock.close).start()  # closing releases the lock
+    lines = []
+    out = run(sweep, tmp_path / "out", make_executor("inline"), progress=False,
+              log=lines.append)
+    done = sorted(root.glob("*/result.json"), key=lambda p: p.stat().st_mtime_ns)
+    assert out["done"] == 3 and out["failed"] == 0 and len(done) == 3
+    assert done[-1].parent == held
+    assert any("1 runs held by another process" in line for line in lines)
+    assert runs.is_busy(runs.execute(sweep.entries()[0]["config"], root)) is False

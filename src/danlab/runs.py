@@ -228,12 +228,26 @@ def run_name(config: dict) -> str:
 
 # --- executing one run ---------------------------------------------------------------------
 
+class RunBusy(Exception):
+    """Another process holds the run's lock."""
+
+
+def is_busy(outcome) -> bool:
+    """Whether `execute(..., wait=False)` found its run held by another process (a plain dict,
+    so that it crosses every executor: processes, Ray, Slurm)."""
+    return isinstance(outcome, dict) and outcome.get("busy") is True
+
+
 @contextmanager
-def _locked(directory: Path):
-    """An exclusive lock on a run directory (two workers never compute the same run)."""
+def _locked(directory: Path, wait: bool = True):
+    """An exclusive lock on a run directory (two workers never compute the same run); without
+    `wait`, RunBusy if another process holds it."""
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / ".lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise RunBusy(directory.name) from None
         try:
             yield
         finally:
@@ -249,26 +263,36 @@ def stored(root: Path, config: dict) -> dict | None:
     return None
 
 
-def execute(config: dict, root: str | Path, device: str = "cpu") -> dict:
+def execute(config: dict, root: str | Path, device: str = "cpu", wait: bool = True) -> dict:
     """Run `config` under root/<kind>-<hash>/ unless it has finished already; return its
-    result. A failure records its traceback (error.txt) and re-raises."""
+    result. A failure records its traceback (error.txt) and re-raises. Without `wait`, a run
+    that another process is computing returns {"busy": True, "run": name} at once
+    (`is_busy`) instead of waiting for it."""
     root = Path(root)
     directory = root / run_name(config)
-    with _locked(directory):
-        done = stored(root, config)
-        if done is not None:
-            return done
-        io.write_json(directory / "run.json", config)
-        (directory / "error.txt").unlink(missing_ok=True)
-        t0 = time.perf_counter()
-        try:
-            result = _compute(config, directory, root, device)
-        except BaseException:
-            io.write_text(directory / "error.txt", traceback.format_exc())
-            raise
-        result = {**result, "wall_seconds": time.perf_counter() - t0, "run": directory.name}
-        io.write_json(directory / RESULT, result)
-        return result
+    try:
+        with _locked(directory, wait):
+            return _execute_locked(config, root, directory, device)
+    except RunBusy:
+        return {"busy": True, "run": directory.name}
+
+
+def _execute_locked(config: dict, root: Path, directory: Path, device: str) -> dict:
+    """`execute` with the run's lock held."""
+    done = stored(root, config)
+    if done is not None:
+        return done
+    io.write_json(directory / "run.json", config)
+    (directory / "error.txt").unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    try:
+        result = _compute(config, directory, root, device)
+    except BaseException:
+        io.write_text(directory / "error.txt", traceback.format_exc())
+        raise
+    result = {**result, "wall_seconds": time.perf_counter() - t0, "run": directory.name}
+    io.write_json(directory / RESULT, result)
+    return result
 
 
 def _compute(config: dict, directory: Path, root: Path, device: str) -> dict:

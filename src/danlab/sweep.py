@@ -129,17 +129,29 @@ def run(sweep: Sweep, out: str | Path, executor=None, root: str | Path | None = 
                        unit="run", enabled=progress)
     failures = {}
     start = time.perf_counter()
-    jobs = [(e["config"], str(root), device) for e in unique]
-    for e, outcome in executor.map(runs.execute, jobs):
-        name = runs.run_name(unique[e]["config"])
-        if isinstance(outcome, BaseException):
-            state.failed += 1
-            failures[name] = runs.run_failed(outcome)
-            log(f"run {name} failed: {failures[name]} (traceback in {root / name}/error.txt)")
-        else:
-            state.done += 1
-        bar.update(1)
-        bar.set_postfix_str(state.line(executor.running()))
+    # runs that another process (a second sweep on the same root, another node) is computing
+    # are left for last, then waited for: concurrent sweeps share a grid instead of queueing
+    # behind each other's runs
+    busy, wait = unique, False
+    while busy:
+        jobs = [(e["config"], str(root), device, wait) for e in busy]
+        later = []
+        for e, outcome in executor.map(runs.execute, jobs):
+            name = runs.run_name(busy[e]["config"])
+            if runs.is_busy(outcome):
+                later.append(busy[e])
+                continue
+            if isinstance(outcome, BaseException):
+                state.failed += 1
+                failures[name] = runs.run_failed(outcome)
+                log(f"run {name} failed: {failures[name]} (traceback in {root / name}/error.txt)")
+            else:
+                state.done += 1
+            bar.update(1)
+            bar.set_postfix_str(state.line(executor.running()))
+        if later:
+            log(f"sweep {sweep.name}: {len(later)} runs held by another process; waiting for them")
+        busy, wait = later, True
     bar.close()
     ds = collect(out)
     log(f"sweep {sweep.name}: {state.line(0)} in {time.perf_counter() - start:.0f} s; "
