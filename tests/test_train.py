@@ -153,6 +153,12 @@ def test_schedules():
     assert lr_factor(cfg, 0.1) == pytest.approx(1.0)
     assert lr_factor(cfg, 1.0) == pytest.approx(0.01)
     assert [n_iter_at(cfg, t) for t in (0.0, 0.25, 0.5, 1.0)] == [2, 5, 8, 8]
+    late = cfg.replace(n_iter_from=0.6, n_iter_until=0.6)  # a switch at 60% of the run
+    assert [n_iter_at(late, t) for t in (0.0, 0.59, 0.6, 1.0)] == [2, 2, 8, 8]
+    ramp = cfg.replace(n_iter_from=0.5, n_iter_until=0.75)
+    assert [n_iter_at(ramp, t) for t in (0.4, 0.5, 0.625, 0.75, 0.9)] == [2, 2, 5, 8, 8]
+    with pytest.raises(DanlabError, match="n_iter_from=0.7, n_iter_until=0.5"):
+        cfg.replace(n_iter_from=0.7)
     held = cfg.replace(warmup=0.0, decay=0.25)  # lr held for 75% of the run, then the cosine
     assert lr_factor(held, 0.5) == pytest.approx(1.0)
     assert lr_factor(held, 0.875) == pytest.approx(0.505)

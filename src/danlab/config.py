@@ -57,8 +57,12 @@ class TrainConfig:
                               "(1: cosine over the whole run after the warm-up)")
     ema: float = param(0.0, "decay of an exponential moving average of the weights, used for "
                             "validation, the best weights and the test (0: off; e.g. 0.999)")
-    n_iter_start: int = param(0, "curriculum: N_iter grows from this to n_iter over the first "
-                                 "half of the run (0: off)")
+    n_iter_start: int = param(0, "curriculum: N_iter grows from this to n_iter between the "
+                                 "progress n_iter_from and n_iter_until of the run (0: off)")
+    n_iter_from: float = param(0.0, "curriculum: fraction of the run at which N_iter starts to "
+                                    "grow from n_iter_start")
+    n_iter_until: float = param(0.5, "curriculum: fraction of the run at which N_iter reaches "
+                                     "n_iter (= n_iter_from: a switch)")
     clip: float = param(1.0, "gradient-norm clipping")
     patience: int = param(0, "stop after this many validations without a better validation "
                              "RMSE (0: off)")
@@ -127,6 +131,9 @@ def validate(c: TrainConfig) -> None:
     check_int_at_least("n_iter_start", c.n_iter_start, 0)
     check(c.n_iter_start <= c.n_iter, f"n_iter_start={c.n_iter_start} is not allowed: it must "
                                       f"be <= n_iter={c.n_iter}")
+    check(0 <= c.n_iter_from <= c.n_iter_until <= 1,
+          f"n_iter_from={c.n_iter_from!r}, n_iter_until={c.n_iter_until!r} are not allowed: they "
+          f"must be fractions with 0 <= n_iter_from <= n_iter_until <= 1")
     check(c.kernel % 2 == 1, f"kernel={c.kernel} is not allowed: it must be odd")
     check(not (c.autocast and c.dtype != "float32"),
           f"autocast=true is not allowed with dtype={c.dtype!r}: it needs dtype float32")

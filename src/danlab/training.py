@@ -494,11 +494,13 @@ def lr_factor(cfg: TrainConfig, t: float) -> float:
 
 
 def n_iter_at(cfg: TrainConfig, t: float) -> int:
-    """N_iter at progress t: cfg.n_iter, or the curriculum from n_iter_start to n_iter over the
-    first half of the run."""
+    """N_iter at progress t: cfg.n_iter, or the curriculum: n_iter_start until progress
+    n_iter_from, growing linearly to n_iter at n_iter_until (a switch where they are equal)."""
     if not cfg.n_iter_start:
         return cfg.n_iter
-    return round(cfg.n_iter_start + (cfg.n_iter - cfg.n_iter_start) * min(1.0, 2 * t))
+    a, b = cfg.n_iter_from, cfg.n_iter_until
+    frac = 1.0 if t >= b else 0.0 if t <= a else (t - a) / (b - a)
+    return round(cfg.n_iter_start + (cfg.n_iter - cfg.n_iter_start) * frac)
 
 
 # --- around the loop -----------------------------------------------------------------------
