@@ -74,6 +74,13 @@ def test_resolvent_solve_and_prior_weight():
     for dirac in (False, True):
         torch.testing.assert_close(es.prior_weight_gram(G, 40, dirac),
                                    es.prior_weight(lam, 40, dirac), rtol=1e-13, atol=0)
+    # from the resolvent when given, from the Cholesky factor's inverse alone when not
+    torch.testing.assert_close(es.prior_weight_gram(G, 40, False, Xs),
+                               es.prior_weight(lam, 40, False), rtol=1e-13, atol=0)
+    bad = G.clone()
+    bad[0, 3, 5] = bad[0, 5, 3] = float("nan")  # as a non-finite member makes it
+    w = es.prior_weight_gram(bad, 40, False)
+    assert w[0].isnan() and torch.isfinite(w[1:]).all()
     v = torch.randn(G.shape[0], 40, dtype=G.dtype)
     x = es.shifted_solve(G, z, v)
     torch.testing.assert_close(es.matvec(es.shift(G, z), x), v, rtol=0, atol=1e-12)

@@ -296,14 +296,19 @@ def prior_weight_gram(G: Tensor, n: int, dirac: bool, Xs: Tensor | None = None) 
         Jeffreys:        I_KH = (1/N) tr((N-1) (G + (N-1) I)^{-1}) = tr(Xs) / N,
         Dirac-Jeffreys:  I_KH = 1 / (1 + tr(G) / (N-1)),
 
-    (sum_i c / (lam_i + c) = tr(c (G + c I)^{-1})), Xs = `scaled_resolvent(G, N-1)` (computed
-    here if not given)."""
+    (sum_i c / (lam_i + c) = tr(c (G + c I)^{-1})), Xs = `scaled_resolvent(G, N-1)` if given;
+    else the trace alone, tr((G + c I)^{-1}) = |L^{-1}|_F^2 with L L^T = G + c I (no product;
+    NaN where G is not finite)."""
     n1 = n - 1
     if dirac:
         return 1.0 / (1.0 + G.diagonal(dim1=-2, dim2=-1).sum(-1) / n1)
-    if Xs is None:
-        Xs = scaled_resolvent(G, n1)
-    return Xs.diagonal(dim1=-2, dim2=-1).sum(-1) / n
+    if Xs is not None:
+        return Xs.diagonal(dim1=-2, dim2=-1).sum(-1) / n
+    eye = torch.eye(G.shape[-1], dtype=G.dtype, device=G.device)
+    L, info = torch.linalg.cholesky_ex(shift(G, torch.full_like(G[:, 0, 0], n1)))
+    Linv = torch.linalg.solve_triangular(L, eye.expand_as(L), upper=False)
+    tr = n1 * (Linv * Linv).sum((-2, -1)) / n
+    return torch.where(info == 0, tr, torch.full_like(tr, float("nan")))
 
 
 def krylov_moments(Xs: Tensor, v: Tensor, J: int) -> Tensor:
