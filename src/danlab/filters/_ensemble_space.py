@@ -280,14 +280,20 @@ def shifted_solve(G: Tensor, z: Tensor, v: Tensor) -> Tensor:
     return torch.where((info == 0).unsqueeze(-1), x, torch.full_like(x, float("nan")))
 
 
+def _shifted_cholesky_inverse(G: Tensor, c: float) -> tuple[Tensor, Tensor]:
+    """(L^{-1} (B, N, N), ok (B,)) for the Cholesky factor L L^T = G + c I; ok is False where
+    the factorisation failed."""
+    eye = torch.eye(G.shape[-1], dtype=G.dtype, device=G.device)
+    L, info = torch.linalg.cholesky_ex(shift(G, torch.full_like(G[:, 0, 0], c)))
+    return torch.linalg.solve_triangular(L, eye.expand_as(L), upper=False), info == 0
+
+
 def scaled_resolvent(G: Tensor, c: float) -> Tensor:
     """Xs = c (G + c I)^{-1} (B, N, N), spectrum in (0, 1] for G PSD, by one Cholesky
     factorisation L L^T = G + c I: Xs = c L^{-T} L^{-1}. NaN rows where G is not finite."""
-    eye = torch.eye(G.shape[-1], dtype=G.dtype, device=G.device)
-    L, info = torch.linalg.cholesky_ex(shift(G, torch.full_like(G[:, 0, 0], c)))
-    Linv = torch.linalg.solve_triangular(L, eye.expand_as(L), upper=False)
+    Linv, ok = _shifted_cholesky_inverse(G, c)
     Xs = c * (Linv.transpose(-1, -2) @ Linv)
-    return torch.where((info == 0)[:, None, None], Xs, torch.full_like(Xs, float("nan")))
+    return torch.where(ok[:, None, None], Xs, torch.full_like(Xs, float("nan")))
 
 
 def prior_weight_gram(G: Tensor, n: int, dirac: bool, Xs: Tensor | None = None) -> Tensor:
@@ -304,11 +310,9 @@ def prior_weight_gram(G: Tensor, n: int, dirac: bool, Xs: Tensor | None = None) 
         return 1.0 / (1.0 + G.diagonal(dim1=-2, dim2=-1).sum(-1) / n1)
     if Xs is not None:
         return Xs.diagonal(dim1=-2, dim2=-1).sum(-1) / n
-    eye = torch.eye(G.shape[-1], dtype=G.dtype, device=G.device)
-    L, info = torch.linalg.cholesky_ex(shift(G, torch.full_like(G[:, 0, 0], n1)))
-    Linv = torch.linalg.solve_triangular(L, eye.expand_as(L), upper=False)
+    Linv, ok = _shifted_cholesky_inverse(G, n1)
     tr = n1 * (Linv * Linv).sum((-2, -1)) / n
-    return torch.where(info == 0, tr, torch.full_like(tr, float("nan")))
+    return torch.where(ok, tr, torch.full_like(tr, float("nan")))
 
 
 def krylov_moments(Xs: Tensor, v: Tensor, J: int) -> Tensor:
