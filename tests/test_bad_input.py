@@ -272,6 +272,12 @@ CLI_CASES = [
     ("train-device", [*TRAIN, "--device", "cuda"] if not torch.cuda.is_available()
      else [*TRAIN, "--device", "tpu"], "device="),
     ("train-resume-nothing", [*TRAIN, "--resume"], "no checkpoint.pt"),
+    ("train-init-missing", [*TRAIN, "--init", "{f}/nothere"], "does not exist"),
+    ("train-init-other-net", [*TRAIN, "--init", "{f}/run_ok", "--filters", "99"],
+     "filters 16 there, 99 here"),
+    ("train-init-wrong-weights", [*TRAIN, "--init", "{f}/run_wrong_weights", "--filters", "8"],
+     "weights do not match"),
+    ("train-init-truncated", [*TRAIN, "--init", "{f}/run_truncated"], "refusing to load"),
     ("train-resume-partial", [*TRAIN, "--resume", "--out", "{f}/run_partial_ckpt"],
      "is not a danlab checkpoint"),
     ("toml-missing", [*TRAIN, "--config", "{f}/missing.toml"], "does not exist"),

@@ -1,5 +1,8 @@
 """Training through the cycle: learning, exact resume, NaN rollback, loading."""
 
+import hashlib
+import json
+
 import pytest
 import torch
 
@@ -183,3 +186,27 @@ def test_resume_reads_a_checkpoint_with_the_older_weight_names(tmp_path, faults)
     io.save_torch(tmp_path / CHECKPOINT, {**ck, "weights": old})
     out = train(cfg, tmp_path, resume=True, progress=False, log=quiet)
     assert out["steps"] == cfg.max_steps
+
+
+def test_init_starts_from_a_runs_best_weights_and_resume_does_not_read_it_again(
+        tmp_path, faults):
+    a = preset("smoke", **TINY)
+    train(a, tmp_path / "a", progress=False, log=quiet)
+    best = load_checkpoint(tmp_path / "a" / BEST)["weights"]
+    b = a.replace(init=str(tmp_path / "a"), n_iter=2, lr=1e-3, seed=5)
+    faults.stop_at = 0  # checkpoint the weights the run starts from
+    with pytest.raises(Stop):
+        train(b, tmp_path / "b", progress=False, log=quiet)
+    faults.stop_at = None
+    start = load_checkpoint(tmp_path / "b" / CHECKPOINT)["weights"]
+    assert all(torch.equal(best[k], start[k]) for k in best)
+    event = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").open()][0]
+    digest = hashlib.sha256((tmp_path / "a" / BEST).read_bytes()).hexdigest()
+    assert event["event"] == "init" and event["sha256"] == digest
+    (tmp_path / "a").rename(tmp_path / "moved")  # the resumed run needs only its checkpoint
+    out = train(b, tmp_path / "b", resume=True, progress=False, log=quiet)
+    assert out["steps"] == b.max_steps and out["config"]["init"] == str(tmp_path / "a")
+    with pytest.raises(DanlabError, match="filters 8 there, 16 here"):
+        train(a.replace(init=str(tmp_path / "moved" / BEST), filters=16), tmp_path / "c",
+              progress=False, log=quiet)
+    assert not (tmp_path / "c").exists()

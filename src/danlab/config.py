@@ -72,6 +72,9 @@ class TrainConfig:
     val_trajectories: int = param(256, "validation trajectories cycled each epoch")
     seed: int = param(0, "seed of the weights, training trajectories and batches",
                       flag="--train-seed")
+    init: str = param("", "start from the weights of this run directory (its best.pt) or "
+                          "weights file instead of random ones, e.g. to go on with another "
+                          "recipe (same network; --resume continues a run as it was)")
     dtype: str = param("float32", "training precision", choices=("float32", "float64"))
     compile: bool = param(False, "torch.compile the network")
     autocast: bool = param(False, "bf16 autocast of the network (float32 weights and states)")

@@ -83,7 +83,13 @@ def load(run_dir: str | Path, dtype: torch.dtype = torch.float32, device: str = 
     cfg = TrainConfig.from_dict(ck["config"], where=str(path))
     # the normalisation constants come with the weights: no climatology to recompute
     net = build_net(cfg, climatology=(0.0, 1.0))
-    weights = _migrate_weights(ck["weights"])
+    _load_weights(net, ck["weights"], path)
+    net.config = cfg
+    return net.to(device=device, dtype=dtype).eval()
+
+
+def _load_weights(net: torch.nn.Module, weights, path: Path) -> None:
+    weights = _migrate_weights(weights)
     try:
         net.load_state_dict(weights)
     except (RuntimeError, KeyError, TypeError) as exc:
@@ -92,8 +98,30 @@ def load(run_dir: str | Path, dtype: torch.dtype = torch.float32, device: str = 
                if want != have else str(exc).splitlines()[0])
         raise DanlabError(f"{path}: weights do not match the config ({why[:200]}); was it "
                           "written by an older danlab?") from None
-    net.config = cfg
-    return net.to(device=device, dtype=dtype).eval()
+
+
+#: the TrainConfig fields that make the network's shape: a warm start (`init`) must share them
+ARCHITECTURE = ("net", "variant", "filters", "kernel", "blocks", "activation", "alpha",
+                "product", "columns", "loc_radius")
+
+
+def load_initial_weights(cfg: TrainConfig, net: torch.nn.Module) -> dict:
+    """Load the weights `cfg.init` names (a run directory's best.pt, or a weights file) into
+    `net`, the network of `cfg`, refusing one of another shape. Returns the provenance (the file
+    and the sha256 of its bytes) for the run's metrics: the config holds only the path."""
+    import hashlib
+
+    path = Path(cfg.init)
+    path = path / BEST if path.is_dir() else path
+    ck = load_checkpoint(path)
+    theirs = TrainConfig.from_dict(ck["config"], where=str(path))
+    diff = [f"{k} {getattr(theirs, k)!r} there, {getattr(cfg, k)!r} here" for k in ARCHITECTURE
+            if getattr(theirs, k) != getattr(cfg, k)]
+    check(not diff, f"init={cfg.init!r} is not allowed: its network differs from this run's "
+                    f"({'; '.join(diff)})")
+    _load_weights(net, ck["weights"], path)
+    return dict(path=str(path), sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+                step=ck.get("step"))
 
 
 def evaluate_run(run_dir, twin=None, device="cpu", dtype=None, progress=False,
@@ -209,7 +237,7 @@ def resolve(kind: str, fields: dict) -> dict:
 #: TrainConfig fields added after runs were stored, left out of a run's key at these values so
 #: that the runs stored before them keep their names (and are found again, not recomputed)
 LATER_TRAIN_FIELDS = {"val_every": 1, "decay": 1.0, "n_iter_from": 0.0,
-                      "n_iter_until": 0.5}
+                      "n_iter_until": 0.5, "init": ""}
 
 
 def _key_form(obj):

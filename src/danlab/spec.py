@@ -141,7 +141,9 @@ def parse_bool(s: str) -> bool:
 
 
 def _show(v) -> str:
-    return str(v).lower() if isinstance(v, bool) else str(v)
+    if isinstance(v, bool):
+        return str(v).lower()
+    return "none" if v == "" else str(v)
 
 
 def add_arguments(parser, cls, base=None, skip: tuple[str, ...] = (), dest_prefix: str = ""):

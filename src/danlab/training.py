@@ -28,7 +28,14 @@ from danlab.cycle import DEFAULT_DIVERGENCE, cycle
 from danlab.errors import DanlabError
 from danlab.filters.dan import DANFilter
 from danlab.nets import build_net
-from danlab.runs import BEST, CHECKPOINT, _migrate_weights, load_checkpoint, weights_of
+from danlab.runs import (
+    BEST,
+    CHECKPOINT,
+    _migrate_weights,
+    load_checkpoint,
+    load_initial_weights,
+    weights_of,
+)
 
 MAX_ROLLBACKS = 8  # non-finite losses tolerated (each halves the learning rate)
 
@@ -269,6 +276,7 @@ class Session:
             self.counters = Counters(**ck["state"])
             self.log(f"resumed from step {self.counters.step} (epoch {self.counters.epoch})")
         else:
+            init = load_initial_weights(self.cfg, self.net) if self.cfg.init else None
             self.data.start(dtype_of(self.cfg))
             if self.cfg.warmup_cycles:
                 idx = torch.arange(self.cfg.n_r, device=self.device)
@@ -279,6 +287,9 @@ class Session:
             if self.writes:
                 io.write_text(self.out / "config.toml", to_toml(self.cfg))
                 (self.out / "metrics.jsonl").unlink(missing_ok=True)
+            if init is not None:
+                self.metric(dict(event="init", **init))
+                self.log(f"weights from {init['path']} (step {init['step']})")
         if self.cfg.ema and self.ema is None:
             self.ema = copy.deepcopy(self.net).requires_grad_(False)
         self.good = self._snapshot()
