@@ -287,7 +287,7 @@ class Session:
             if self.writes:
                 io.write_text(self.out / "config.toml", to_toml(self.cfg))
                 (self.out / "metrics.jsonl").unlink(missing_ok=True)
-            if init is not None:
+            if init is not None and self.writes:
                 self.metric(dict(event="init", **init))
                 self.log(f"weights from {init['path']} (step {init['step']})")
         if self.cfg.ema and self.ema is None:
