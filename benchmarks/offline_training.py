@@ -13,7 +13,9 @@ by minimising |x^f + a(x^f, zeta) - x^t|^2 (Adam, cosine to 5e-5, --seconds of t
 * its one-step analysis RMSE on held-out EnKF-N forecasts (the regression it was fit on), and
 * its test RMSE when it cycles on its own forecasts (the standard test set, as every DAN).
 
-`--run RUN_DIR` also scores an end-to-end trained DAN on the same held-out EnKF-N forecasts.
+`--run RUN_DIR` also scores an end-to-end trained DAN on the same held-out EnKF-N forecasts, and
+prints the forecast and analysis RMSEs of that DAN and of the EnKF-N each in its own cycle on
+the test set.
 L96 N_x = 40, F = 8, dt = 0.05, full observation, sigma = 1 (the default twin).
 """
 
@@ -26,6 +28,7 @@ import torch
 from danlab import make_filter, rng
 from danlab.config import preset
 from danlab.cycle import cycle
+from danlab.filters.dan import DANFilter
 from danlab.nets import build_net
 from danlab.observations import projected_innovation
 from danlab.runs import evaluate_run, load
@@ -35,8 +38,12 @@ from danlab.twin import TwinSpec
 def enkf_forecasts(spec: TwinSpec, spinup: int, dtype=torch.float32):
     """(x^f, y, mask, truth, x^a), each (cycles - spinup, B, N_x): the EnKF-N's forecast and
     analysis means."""
+    return forecasts_of(make_filter("enkf-n", members=40), spec, spinup, dtype)
+
+
+def forecasts_of(filt, spec: TwinSpec, spinup: int, dtype=torch.float32):
+    """(x^f, y, mask, truth, x^a) of `filt` cycling on the twin of `spec`, after `spinup`."""
     model, twin = spec.build(dtype=dtype)
-    filt = make_filter("enkf-n", members=40)
     forecasts, analysis = [], filt.analysis
 
     def keep(state, y, mask, sigma, **kw):  # the forecast the engine hands to the analysis
@@ -118,6 +125,13 @@ def main() -> None:
         print(f"end-to-end run {a.run}: one-step RMSE on held-out EnKF-N forecasts "
               f"{one_step_rmse(op, held, sigma):.4f}; cycled on the test set "
               f"{evaluate_run(a.run).label()}")
+        # each in its own cycle on the test set: how far its forecasts are from the truth
+        test = cfg.twin
+        for name, filt, dtype in (("end-to-end DAN", DANFilter(op), torch.float32),
+                                  ("EnKF-N", make_filter("enkf-n", members=40), torch.float64)):
+            xf, _, _, truth, xa = forecasts_of(filt, test, test.spinup, dtype)
+            print(f"{name} cycling on the test set (every trajectory): forecast RMSE "
+                  f"{rmse(xf, truth):.4f}, analysis RMSE {rmse(xa, truth):.4f}")
 
 
 if __name__ == "__main__":
