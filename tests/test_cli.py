@@ -84,6 +84,16 @@ def test_train_evaluate_json(tmp_path, capsys):
     assert len(ev["rmse_per_trajectory"]) == 2
 
 
+def test_train_summary_says_when_non_finite_losses_lowered_the_learning_rate(
+        tmp_path, capsys, faults):
+    faults.nan_at = 4
+    assert main(["train", "--preset", "smoke", "--max-steps", "10", "--n-r", "64", "--s-b", "8",
+                 "--trajectories", "2", "--cycles", "60", "--spinup", "20", "--no-progress",
+                 "--out", str(tmp_path / "run"), "--device", "cpu"]) == 0
+    assert "1 non-finite loss rolled back (learning rate x0.5 from then on)" in \
+        capsys.readouterr().out
+
+
 def test_quickstart_tiny(tmp_path):
     from danlab.experiments.quickstart import quickstart
 

@@ -86,5 +86,14 @@ def summarise(s: Session, reason: str, device: str, progress: bool) -> dict:
     return summary
 
 
+def rollback_note(n: int) -> str:
+    """What a summary line says of a run's rollbacks: each halved the learning rate for the rest
+    of the run, which changes the recipe a result was trained with."""
+    if not n:
+        return ""
+    return (f", {n} non-finite loss{'es' if n > 1 else ''} rolled back (learning rate "
+            f"x{0.5 ** n:g} from then on)")
+
+
 __all__ = ["BEST", "CHECKPOINT", "MAX_ROLLBACKS", "Stop", "evaluate_run", "load",
-           "load_checkpoint", "train"]
+           "load_checkpoint", "rollback_note", "train"]

@@ -109,7 +109,7 @@ def config_from_args(args):
 def run(args) -> int:
     from danlab.errors import DanlabError
     from danlab.progress import log, quiet
-    from danlab.train import Stop, train
+    from danlab.train import Stop, rollback_note, train
 
     cfg = config_from_args(args)
     snapshots = tuple(parse_list(args.snapshots, float, "snapshots")) if args.snapshots else ()
@@ -137,7 +137,9 @@ def run(args) -> int:
     if args.json:
         print_json(summary)
     else:
+        rolled = rollback_note(summary["rollbacks"])
         print(f"test RMSE {summary['rmse_label']} (validation {summary['val_rmse']:.4f}), "
               f"{summary['steps']} steps in {summary['seconds']:.0f} s (stopped by "
-              f"{summary['stop']}), {summary['throughput']:.0f} trajectory-cycles/s; run in {out}")
+              f"{summary['stop']}){rolled}, {summary['throughput']:.0f} trajectory-cycles/s; "
+              f"run in {out}")
     return 0

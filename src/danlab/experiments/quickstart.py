@@ -13,7 +13,7 @@ from danlab.cycle import paired_comparison, run_filter
 from danlab.filters import DANFilter, make_filter
 from danlab.progress import log as stderr_log
 from danlab.runs import load
-from danlab.train import train
+from danlab.train import rollback_note, train
 
 
 def quickstart(out: Path, preset_name: str = "cpu", members: int = 40, device: str = "cpu",
@@ -49,14 +49,15 @@ def quickstart(out: Path, preset_name: str = "cpu", members: int = 40, device: s
     table.append(f"test set: {cfg.twin.describe()} [{twin.fingerprint()}]")
     table = "\n".join(table)
     log(f"training: {trained['steps']} steps in {trained['seconds']:.0f} s (stopped by "
-        f"{trained['stop']}); figures in {out}")
+        f"{trained['stop']}){rollback_note(trained['rollbacks'])}; figures in {out}")
     summary = dict(rmse={n: r.rmse for n, r in results.items()},
                    rmse_label={n: r.label() for n, r in results.items()},
                    diverged={n: r.n_diverged for n, r in results.items()},
                    dan_vs_enkf_n=versus,
                    training=dict(steps=trained["steps"], seconds=trained["seconds"],
                                  stop=trained["stop"], val_rmse=trained["val_rmse"],
-                                 throughput=trained["throughput"]),
+                                 throughput=trained["throughput"],
+                                 rollbacks=trained["rollbacks"]),
                    test_set=results["dan"].test_set, table=table,
                    figures=[str(p) for p in figures], out=str(out))
     io.write_json(out / "results.json", summary)
