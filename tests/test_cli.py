@@ -94,6 +94,16 @@ def test_train_summary_says_when_non_finite_losses_lowered_the_learning_rate(
         capsys.readouterr().out
 
 
+def test_summary_note_of_skipped_steps_and_rollbacks():
+    from danlab.train import rollback_note
+
+    assert rollback_note(0) == ""
+    assert rollback_note(0, 2) == ", 2 steps skipped (non-finite loss from blown-up trajectories)"
+    assert rollback_note(2, 1) == (", 2 non-finite losses rolled back (learning rate x0.25 from "
+                                   "then on), 1 step skipped (non-finite loss from blown-up "
+                                   "trajectories)")
+
+
 def test_quickstart_tiny(tmp_path):
     from danlab.experiments.quickstart import quickstart
 

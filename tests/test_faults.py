@@ -350,10 +350,13 @@ def test_poisoned_batch_is_rolled_back(tmp_path, monkeypatch):
 
 
 def test_a_blown_up_trajectory_is_reset_not_kept(tmp_path, monkeypatch):
-    """A stored state that blows up (as a KS state off the attractor does under any weights)
-    costs one rollback, then is reset near the truth; it does not fail every later batch."""
+    """A stored state that blows up (as a lost L96 or KS state off the attractor can under any
+    weights) makes its batch's loss non-finite: that step is skipped, without a rollback and
+    with the learning rate kept, and the trajectory is reset near the truth; it does not fail
+    every later batch."""
     from danlab import training
     from danlab.config import preset
+    from danlab.io import read_jsonl
     from danlab.train import train
 
     original = training.Session.start
@@ -364,9 +367,36 @@ def test_a_blown_up_trajectory_is_reset_not_kept(tmp_path, monkeypatch):
         return out
 
     monkeypatch.setattr(training.Session, "start", start)
+    logs = []
     out = train(preset("smoke", **{**TINY, "max_steps": 12}), tmp_path, progress=False,
-                log=_quiet)
-    assert out["rollbacks"] == 1 and out["steps"] == 12  # 3 epochs draw that trajectory
+                log=logs.append)
+    assert out["steps"] == 12  # 3 epochs draw that trajectory
+    assert out["skipped"] == 1 and out["rollbacks"] == 0
+    assert any("1 of 8 trajectories that blew up: step skipped" in line for line in logs)
+    records = read_jsonl(tmp_path / "metrics.jsonl")
+    assert [(r["step"], r["blown_up"]) for r in records if r.get("event") == "skipped"] \
+        == [(0, 1)]
+    ck = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert ck["state"]["lr_scale"] == 1.0 and torch.isfinite(ck["xa"]).all()
+
+
+def test_a_batch_with_many_blown_up_trajectories_is_rolled_back(tmp_path, monkeypatch):
+    """More than a quarter of the batch blown up is not a few lost trajectories: the step is
+    rolled back at half the learning rate, as for any non-finite loss."""
+    from danlab import training
+    from danlab.config import preset
+    from danlab.train import train
+
+    original = training.Session.start
+
+    def start(self, resume):
+        out = original(self, resume)
+        self.data.xa[self.data.perm[:3]] = float("nan")  # 3 of the first batch's 8
+        return out
+
+    monkeypatch.setattr(training.Session, "start", start)
+    out = train(preset("smoke", **TINY), tmp_path, progress=False, log=_quiet)
+    assert out["rollbacks"] == 1 and out["skipped"] == 0
 
 
 def test_injected_nan_is_rolled_back(tmp_path, faults):

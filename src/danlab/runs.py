@@ -358,7 +358,8 @@ def _compute(config: dict, directory: Path, root: Path, device: str) -> dict:
             summary = train(cfg, directory, resume=resume, device=device, progress=False,
                             log=_quiet)
         keep = ("rmse", "rmse_label", "rmse_per_trajectory", "diverged", "test_set",
-                "val_rmse", "steps", "epochs", "seconds", "stop", "throughput", "rollbacks")
+                "val_rmse", "steps", "epochs", "seconds", "stop", "throughput", "rollbacks",
+                "skipped")
         return {k: summary[k] for k in keep} | {"trajectories": cfg.twin.trajectories}
     # evaluate / diagnose: the training first (shared by every run of the same training)
     from danlab.twin import TwinSpec

@@ -80,19 +80,25 @@ def summarise(s: Session, reason: str, device: str, progress: bool) -> dict:
                    diverged=test.n_diverged, test_set=test.test_set, val_rmse=c.best_val,
                    steps=c.step, epochs=c.epoch, seconds=c.seconds, stop=reason,
                    throughput=c.step * s.cfg.s_b * s.cfg.n_iter / max(c.seconds, 1e-9),
-                   rollbacks=c.rollbacks, workers=s.group.world, config=s.cfg.to_dict())
+                   rollbacks=c.rollbacks, skipped=c.skipped, workers=s.group.world,
+                   config=s.cfg.to_dict())
     if s.writes:
         io.write_json(s.out / "results.json", summary)
     return summary
 
 
-def rollback_note(n: int) -> str:
-    """What a summary line says of a run's rollbacks: each halved the learning rate for the rest
-    of the run, which changes the recipe a result was trained with."""
-    if not n:
-        return ""
-    return (f", {n} non-finite loss{'es' if n > 1 else ''} rolled back (learning rate "
-            f"x{0.5 ** n:g} from then on)")
+def rollback_note(n: int, skipped: int = 0) -> str:
+    """What a summary line says of a run's non-finite losses: each rollback halved the learning
+    rate for the rest of the run (which changes the recipe a result was trained with); a skipped
+    step only left out one batch whose lost trajectories blew up."""
+    note = ""
+    if n:
+        note += (f", {n} non-finite loss{'es' if n > 1 else ''} rolled back (learning rate "
+                 f"x{0.5 ** n:g} from then on)")
+    if skipped:
+        note += (f", {skipped} step{'s' if skipped > 1 else ''} skipped (non-finite loss from "
+                 "blown-up trajectories)")
+    return note
 
 
 __all__ = ["BEST", "CHECKPOINT", "MAX_ROLLBACKS", "Stop", "evaluate_run", "load",

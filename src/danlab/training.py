@@ -38,6 +38,9 @@ from danlab.runs import (
 )
 
 MAX_ROLLBACKS = 8  # non-finite losses tolerated (each halves the learning rate)
+# A non-finite loss caused by at most this fraction of the batch's trajectories (lost ones whose
+# analysis exploded) skips the step instead of rolling back: the operator is not at fault.
+MAX_LOST_FRACTION = 0.25
 
 
 @dataclass
@@ -185,14 +188,23 @@ class TrainingData:
         for x, xa in cycle(filt, self.xa[local], self.model, dt, observations(), obs.sigma):
             yield x, xa, truth
 
+    def blown_up(self, x: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+        """(local B,) bool: the blow-up rule of the cycle engine on these local states."""
+        return DEFAULT_DIVERGENCE.blown_up(((x.detach() - truth) ** 2).mean(-1).sqrt(),
+                                           self.std)
+
+    def n_blown_up(self, x: torch.Tensor, truth: torch.Tensor) -> int:
+        """How many of the whole batch's trajectories (every rank's slice) blew up."""
+        return int(self.group.sum(self.blown_up(x, truth).sum()))
+
     def store(self, idx: torch.Tensor, x: torch.Tensor, truth: torch.Tensor) -> None:
         """Keep the detached local states, reset blown-up ones near the truth (the divergence
         rule of the cycle engine), and gather every rank's slice."""
         b = len(idx)
         fresh = torch.randn((b, truth.shape[-1]), generator=self.gen, device=truth.device,
                             dtype=truth.dtype)[self.group.shard(b)]
-        lost = DEFAULT_DIVERGENCE.blown_up(((x - truth) ** 2).mean(-1).sqrt(), self.std)
-        x = torch.where(lost.unsqueeze(-1), truth + self.cfg.twin.sigma * fresh, x)
+        x = torch.where(self.blown_up(x, truth).unsqueeze(-1),
+                        truth + self.cfg.twin.sigma * fresh, x)
         self.xa[idx] = self.group.gather(x.detach(), b)
         self.truth[idx] = self.group.gather(truth, b)
 
@@ -222,6 +234,7 @@ class Counters:
     best_val: float = math.inf
     bad_epochs: int = 0
     rollbacks: int = 0
+    skipped: int = 0
     lr_scale: float = 1.0
     seconds: float = 0.0
 
@@ -335,11 +348,12 @@ class Session:
         return None
 
     def step(self, elapsed: float) -> float:
-        """One training step: S_b trajectories, N_iter cycles, backpropagation of Eq. 4;
-        a non-finite loss rolls back to the last good weights at half the learning rate. The
-        batch's states are stored either way, so a trajectory that blew up (non-finite) is
-        reset near the truth instead of poisoning every later batch that draws it (KS: a
-        state off the attractor can make ETDRK4 blow up under any weights)."""
+        """One training step: S_b trajectories, N_iter cycles, backpropagation of Eq. 4.
+        A non-finite loss skips the step when a few trajectories blew up (a lost trajectory,
+        far off the attractor, can make the analysis explode under any weights) and otherwise
+        rolls back to the last good weights at half the learning rate. The batch's states are
+        stored either way, so a trajectory that blew up is reset near the truth instead of
+        poisoning every later batch that draws it."""
         cfg, c = self.cfg, self.counters
         idx = self.data.batch(c.pos)
         progress = self.progress(elapsed)
@@ -360,6 +374,8 @@ class Session:
         if torch.isfinite(loss) and torch.isfinite(gnorm):
             self.opt.step()
             self._update_ema()
+        elif 0 < (n := self.data.n_blown_up(x, truth)) <= MAX_LOST_FRACTION * len(idx):
+            self._skip(n)
         else:
             self._rollback()
         self.data.store(idx, x, truth)
@@ -382,6 +398,13 @@ class Session:
         with torch.no_grad():
             e, p = list(self.ema.parameters()), list(self.net.parameters())
             torch._foreach_lerp_(e, p, 1 - decay)
+
+    def _skip(self, n_blown_up: int) -> None:
+        c = self.counters
+        c.skipped += 1
+        self.metric(dict(event="skipped", step=c.step, blown_up=n_blown_up))
+        self.log(f"non-finite loss at step {c.step} from {n_blown_up} of {self.cfg.s_b} "
+                 "trajectories that blew up: step skipped, those trajectories reset")
 
     def _rollback(self) -> None:
         c = self.counters

@@ -137,7 +137,7 @@ def run(args) -> int:
     if args.json:
         print_json(summary)
     else:
-        rolled = rollback_note(summary["rollbacks"])
+        rolled = rollback_note(summary["rollbacks"], summary["skipped"])
         print(f"test RMSE {summary['rmse_label']} (validation {summary['val_rmse']:.4f}), "
               f"{summary['steps']} steps in {summary['seconds']:.0f} s (stopped by "
               f"{summary['stop']}){rolled}, {summary['throughput']:.0f} trajectory-cycles/s; "

@@ -48,8 +48,9 @@ def quickstart(out: Path, preset_name: str = "cpu", members: int = 40, device: s
                  f"{versus['verdict']}")
     table.append(f"test set: {cfg.twin.describe()} [{twin.fingerprint()}]")
     table = "\n".join(table)
+    note = rollback_note(trained["rollbacks"], trained["skipped"])
     log(f"training: {trained['steps']} steps in {trained['seconds']:.0f} s (stopped by "
-        f"{trained['stop']}){rollback_note(trained['rollbacks'])}; figures in {out}")
+        f"{trained['stop']}){note}; figures in {out}")
     summary = dict(rmse={n: r.rmse for n, r in results.items()},
                    rmse_label={n: r.label() for n, r in results.items()},
                    diverged={n: r.n_diverged for n, r in results.items()},
@@ -57,7 +58,8 @@ def quickstart(out: Path, preset_name: str = "cpu", members: int = 40, device: s
                    training=dict(steps=trained["steps"], seconds=trained["seconds"],
                                  stop=trained["stop"], val_rmse=trained["val_rmse"],
                                  throughput=trained["throughput"],
-                                 rollbacks=trained["rollbacks"]),
+                                 rollbacks=trained["rollbacks"],
+                                 skipped=trained["skipped"]),
                    test_set=results["dan"].test_set, table=table,
                    figures=[str(p) for p in figures], out=str(out))
     io.write_json(out / "results.json", summary)
