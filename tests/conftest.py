@@ -10,7 +10,8 @@ def _deterministic():
 
 @pytest.fixture
 def faults(monkeypatch):
-    """danlab.training's fault-injection hooks (nan_at, stop_at), reset after the test."""
+    """danlab.training's fault-injection hooks (nan_at, stop_at, blowup_at), reset after the
+    test."""
     from danlab import training
 
     f = training.Faults()

@@ -61,3 +61,18 @@ def test_threads_are_shared_between_workers():
     from danlab.distributed import launch
 
     assert callable(launch)
+
+
+def test_a_blown_up_trajectory_skips_the_step_on_every_rank(tmp_path, capsys, monkeypatch,
+                                                            faults):
+    """The trajectory that blows up lives on one rank; the count is summed over the ranks, so
+    both skip the step (no rollback) and end where one process on the combined batch ends."""
+    monkeypatch.setenv("DANLAB_FAULT_BLOWUP_AT", "3")
+    faults.blowup_at = 3  # the in-process run; the workers read the environment
+    one = _train(tmp_path / "one", 1, capsys)
+    two = _train(tmp_path / "two", 2, capsys)
+    for run in (one, two):
+        assert run["skipped"] == 1 and run["rollbacks"] == 0 and run["steps"] == 9
+    w1, w2 = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    for k in w1:
+        assert torch.allclose(w1[k], w2[k], rtol=0, atol=1e-10), k

@@ -46,11 +46,13 @@ MAX_LOST_FRACTION = 0.25
 @dataclass
 class Faults:
     """Fault injection for tests: poison the loss at step `nan_at`, act as if SIGINT arrived
-    at step `stop_at`. Tests set them with monkeypatch, or for worker processes through the
-    environment (DANLAB_FAULT_NAN_AT, DANLAB_FAULT_STOP_AT); they are not part of the API."""
+    at step `stop_at`, make the first trajectory of the batch at step `blowup_at` non-finite.
+    Tests set them with monkeypatch, or for worker processes through the environment
+    (DANLAB_FAULT_NAN_AT, DANLAB_FAULT_STOP_AT, DANLAB_FAULT_BLOWUP_AT); not part of the API."""
 
     nan_at: int | None = None
     stop_at: int | None = None
+    blowup_at: int | None = None
 
     @classmethod
     def from_env(cls) -> Faults:
@@ -58,7 +60,8 @@ class Faults:
             v = os.environ.get(name)
             return int(v) if v else None
 
-        return cls(get("DANLAB_FAULT_NAN_AT"), get("DANLAB_FAULT_STOP_AT"))
+        return cls(get("DANLAB_FAULT_NAN_AT"), get("DANLAB_FAULT_STOP_AT"),
+                   get("DANLAB_FAULT_BLOWUP_AT"))
 
 
 FAULTS = Faults.from_env()
@@ -356,6 +359,8 @@ class Session:
         poisoning every later batch that draws it."""
         cfg, c = self.cfg, self.counters
         idx = self.data.batch(c.pos)
+        if FAULTS.blowup_at is not None and c.step == FAULTS.blowup_at:
+            self.data.xa[idx[0]] = float("nan")
         progress = self.progress(elapsed)
         n_iter = n_iter_at(cfg, progress)
         loss = 0.0
