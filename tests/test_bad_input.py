@@ -254,6 +254,7 @@ CLI_CASES = [
     ("train-lr-neg", [*TRAIN, "--lr", "-1"], "lr=-1.0"),
     ("train-lr-nan", [*TRAIN, "--lr", "nan"], "lr=nan"),
     ("train-clip-inf", [*TRAIN, "--clip", "inf"], "clip=inf"),
+    ("train-decay-from", [*TRAIN, "--decay-from", "1.5"], "decay_from=1.5"),
     ("train-nx", [*TRAIN, "--nx", "3"], "nx=3"),
     ("train-kernel", [*TRAIN, "--kernel", "0"], "kernel=0"),
     ("train-dtype", [*TRAIN, "--dtype", "float16"], "dtype='float16'"),

@@ -167,6 +167,13 @@ def test_schedules():
     assert lr_factor(held, 0.875) == pytest.approx(0.505)
     assert lr_factor(held, 1.0) == pytest.approx(0.01)
     assert lr_factor(cfg.replace(warmup=0.0), 0.5) == pytest.approx(0.505)
+    drop = cfg.replace(warmup=0.0, decay=0.8, decay_from=0.25)  # 20% at lr, then a quarter
+    assert lr_factor(drop, 0.19) == 1.0
+    assert lr_factor(drop, 0.2) == pytest.approx(0.25)
+    assert lr_factor(drop, 0.6) == pytest.approx(0.01 + 0.5 * (0.25 - 0.01))
+    assert lr_factor(drop, 1.0) == pytest.approx(0.01)
+    with pytest.raises(DanlabError, match="decay_from=0 is not allowed"):
+        cfg.replace(decay_from=0)
 
 
 def test_resume_reads_a_checkpoint_with_the_older_weight_names(tmp_path, faults):

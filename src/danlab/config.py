@@ -55,6 +55,9 @@ class TrainConfig:
     decay: float = param(1.0, "fraction of the run, at its end, over which the learning rate "
                               "decays (cosine) to lr_min; before it the rate stays at lr "
                               "(1: cosine over the whole run after the warm-up)")
+    decay_from: float = param(1.0, "learning rate at the start of the decay, as a fraction of "
+                                   "lr: below 1 the rate drops there from lr to decay_from x lr, "
+                                   "then decays (cosine) to lr_min")
     ema: float = param(0.0, "decay of an exponential moving average of the weights, used for "
                             "validation, the best weights and the test (0: off; e.g. 0.999)")
     n_iter_start: int = param(0, "curriculum: N_iter grows from this to n_iter between the "
@@ -130,6 +133,8 @@ def validate(c: TrainConfig) -> None:
         check_non_negative(name, getattr(c, name))
     check(c.warmup < 1, f"warmup={c.warmup!r} is not allowed: it must be a fraction < 1")
     check(0 < c.decay <= 1, f"decay={c.decay!r} is not allowed: it must be a fraction in (0, 1]")
+    check(0 < c.decay_from <= 1,
+          f"decay_from={c.decay_from!r} is not allowed: it must be a fraction in (0, 1]")
     check(c.ema < 1, f"ema={c.ema!r} is not allowed: it must be a decay < 1")
     check_int_at_least("n_iter_start", c.n_iter_start, 0)
     check(c.n_iter_start <= c.n_iter, f"n_iter_start={c.n_iter_start} is not allowed: it must "

@@ -522,14 +522,18 @@ def autocast(cfg: TrainConfig, dev: torch.device):
 
 def lr_factor(cfg: TrainConfig, t: float) -> float:
     """Linear warm-up over the first `warmup` of the run, then lr held until the last `decay`
-    of the run (after the warm-up), then cosine decay to lr_min; t is the run's progress
-    (steps, or the time budget when it binds first), so a run of fixed wall time ends annealed
-    on any machine. (Only step-bound runs are bit-reproducible.)"""
+    of the run (after the warm-up), then cosine decay from decay_from x lr to lr_min; t is the
+    run's progress (steps, or the time budget when it binds first), so a run of fixed wall time
+    ends annealed on any machine. (Only step-bound runs are bit-reproducible.)"""
     if cfg.warmup and t < cfg.warmup:
         return max(t / cfg.warmup, 1e-3)
     t = (t - cfg.warmup) / (1 - cfg.warmup) if cfg.warmup else t
-    t = max(0.0, (t - (1 - cfg.decay)) / cfg.decay)
-    return (cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * t))) / cfg.lr
+    t = (t - (1 - cfg.decay)) / cfg.decay
+    if t < 0 and cfg.decay_from != 1:
+        return 1.0
+    top = cfg.lr * cfg.decay_from
+    t = max(0.0, t)
+    return (cfg.lr_min + 0.5 * (top - cfg.lr_min) * (1 + math.cos(math.pi * t))) / cfg.lr
 
 
 def n_iter_at(cfg: TrainConfig, t: float) -> int:
