@@ -529,8 +529,8 @@ def lr_factor(cfg: TrainConfig, t: float) -> float:
         return max(t / cfg.warmup, 1e-3)
     t = (t - cfg.warmup) / (1 - cfg.warmup) if cfg.warmup else t
     t = (t - (1 - cfg.decay)) / cfg.decay
-    if t < 0 and cfg.decay_from != 1:
-        return 1.0
+    if t < 0 and cfg.decay_from != 1:  # held at lr before the drop; decay_from 1 keeps the
+        return 1.0                      # former arithmetic, so stored runs repeat bit for bit
     top = cfg.lr * cfg.decay_from
     t = max(0.0, t)
     return (cfg.lr_min + 0.5 * (top - cfg.lr_min) * (1 + math.cos(math.pi * t))) / cfg.lr
