@@ -12,29 +12,16 @@ import sys
 import time
 
 import torch
+from _enkf_cycle import last_analysis_inputs
 
 import danlab.filters._ensemble_space as es
-from danlab import make_filter, rng
-from danlab.cycle import cycle, final
-from danlab.twin import TwinSpec
+from danlab import make_filter
 
 
 def main(batch: int, dtype: torch.dtype, reps: int = 50) -> None:
     torch.set_num_threads(1)
-    spec = TwinSpec(dt=0.05, inner_dt=0.05, trajectories=batch, cycles=30, spinup=0, seed=7)
-    model, twin = spec.build(dtype=dtype)
-    filt = make_filter("enkf-n", members=40)
-    seen, analysis = {}, filt.analysis
-
-    def keep(state, y, mask, sigma, **kw):  # the engine's last analysis call, kept
-        seen["args"] = (state, y, mask, sigma)
-        return analysis(state, y, mask, sigma, **kw)
-
-    filt.analysis = keep
-    state = filt.init(twin.x0, rng.TrajectoryStreams(twin.seed, rng.FILTER_INIT, batch))
-    with torch.no_grad():
-        final(cycle(filt, state, model, twin.dt, twin.observations(), twin.sigma))
-    E, y, mask, sigma = seen["args"]
+    model, E, y, mask, sigma = last_analysis_inputs(batch, dtype)
+    analysis = make_filter("enkf-n", members=40).analysis
     n = E.shape[-2]
 
     def per_trajectory(f) -> float:

@@ -19,29 +19,14 @@ import time
 
 import numpy as np
 import torch
-
-from danlab import make_filter, rng
-from danlab.cycle import cycle, final
-from danlab.twin import TwinSpec
+from _enkf_cycle import last_analysis_inputs
 
 HERE = pathlib.Path(__file__).resolve().parent
 
 
 def gram_matrices(batch: int) -> np.ndarray:
-    spec = TwinSpec(dt=0.05, inner_dt=0.05, trajectories=batch, cycles=30, spinup=0, seed=7)
-    model, twin = spec.build(dtype=torch.float64)
-    filt = make_filter("enkf-n", members=40)
-    seen, analysis = {}, filt.analysis
-
-    def keep(state, y, mask, sigma, **kw):
-        seen["E"] = state
-        return analysis(state, y, mask, sigma, **kw)
-
-    filt.analysis = keep
-    state = filt.init(twin.x0, rng.TrajectoryStreams(twin.seed, rng.FILTER_INIT, batch))
-    with torch.no_grad():
-        final(cycle(filt, state, model, twin.dt, twin.observations(), twin.sigma))
-    A = seen["E"] - seen["E"].mean(-2, keepdim=True)
+    E = last_analysis_inputs(batch, torch.float64)[1]
+    A = E - E.mean(-2, keepdim=True)
     return (A @ A.transpose(-1, -2)).numpy()
 
 
