@@ -21,7 +21,7 @@ from danlab.filters.dan import DANFilter
 from danlab.nets import build_net
 from danlab.train import train
 
-CFG = dict(decay=0.02)
+CFG = dict(decay=0.02, s_b=32, val_every=1)  # the documented hunt's recipe, at any budget
 
 
 def hunt(out: str, seconds: float) -> None:

@@ -29,7 +29,9 @@ def register(sub, argv=()) -> None:
         base = preset("cpu")
     p = sub.add_parser("train", help="train a DAN", description=__doc__)
     p.add_argument("--preset", default="cpu", metavar="|".join(PRESETS),
-                   help="starting values (default: cpu, about 10 minutes on a 2-core CPU)")
+                   help="starting values (default: cpu, about 10 minutes on a 2-core CPU; "
+                        "with --time-budget 2400 or more the cpu preset trains with s_b 128 "
+                        "and val_every 4 unless they are given)")
     p.add_argument("--config", default=None, metavar="FILE",
                    help="TOML file of TrainConfig values (on top of the preset)")
     p.add_argument("--out", default=None, metavar="DIR",
@@ -87,10 +89,18 @@ def _preset_in(argv) -> str | None:
     return None
 
 
-def config_from_args(args):
+def config_from_args(args, log=None):
     from danlab import spec
     from danlab.cli._common import twin_from_args
-    from danlab.config import PRESETS, TrainConfig, load_toml, merge, migrate, preset
+    from danlab.config import (
+        PRESETS,
+        TrainConfig,
+        budget_values,
+        load_toml,
+        merge,
+        migrate,
+        preset,
+    )
 
     preset(args.preset)  # validates the name
     base = dict(PRESETS[args.preset])
@@ -98,12 +108,17 @@ def config_from_args(args):
     stored = Path(args.out or f"runs/{args.preset}") / "config.toml"
     if args.resume and not config and stored.exists():
         config = str(stored)  # --resume continues the stored run; options still override
-    if config:
-        base = merge(base, migrate(load_toml(config)))
-    cfg = TrainConfig.from_dict(base, where=config or f"preset {args.preset}")
+    given = migrate(load_toml(config)) if config else {}
+    cfg = TrainConfig.from_dict(merge(base, given), where=config or f"preset {args.preset}")
     overrides = spec.overrides_from_args(args, TrainConfig)
+    budget = overrides.get("time_budget", cfg.time_budget)
+    by_budget = budget_values(args.preset, budget, {*given, *overrides})
+    if by_budget and log:
+        values = ", ".join(f"{k} {v}" for k, v in by_budget.items())
+        log(f"the {args.preset} preset with a budget of {budget:.0f} s: {values} "
+            "(docs/dan.md)")
     twin = twin_from_args(args, cfg.twin)
-    return cfg.replace(**overrides, twin=twin)
+    return cfg.replace(**by_budget, **overrides, twin=twin)
 
 
 def run(args) -> int:
@@ -111,7 +126,7 @@ def run(args) -> int:
     from danlab.progress import log, quiet
     from danlab.train import Stop, rollback_note, train
 
-    cfg = config_from_args(args)
+    cfg = config_from_args(args, log=None if args.json else log)
     snapshots = tuple(parse_list(args.snapshots, float, "snapshots")) if args.snapshots else ()
     if any(t <= 0 for t in snapshots):
         raise DanlabError(f"--snapshots={args.snapshots!r} is not allowed: times must be > 0")
