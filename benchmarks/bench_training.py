@@ -2,7 +2,8 @@
 cycle.
 
     python benchmarks/bench_training.py [--device cpu|cuda] [--steps 30] [--presets cpu,smoke]
-                                        [--autocast] [--layouts 1x2,2x1] [--run-steps 400]
+                                        [--s-b 32,128] [--autocast] [--layouts 1x2,2x1]
+                                        [--run-steps 400]
 
 * per preset: milliseconds per training step (S_b trajectories, N_iter cycles forward and
   backward, the optimiser, the data bookkeeping: danlab.training.Session.step) in this process;
@@ -54,7 +55,14 @@ def step_cost(name, device, steps, autocast=False, **overrides):
     cfg = preset(name, autocast=autocast, time_budget=0.0, max_steps=10**6, **overrides)
     with tempfile.TemporaryDirectory() as d:
         s = Session(cfg, Path(d), device, lambda *a: None, Group()).start(False)
-        sec = seconds_per_call(lambda: s.step(0.0), steps, device)
+
+        def step():  # a new batch order at each epoch's end, without its validation
+            s.step(0.0)
+            if s.counters.pos == s.data.steps_per_epoch:
+                s.counters.pos = 0
+                s.data.new_epoch()
+
+        sec = seconds_per_call(step, steps, device)
     params = sum(p.numel() for p in s.net.parameters())
     return dict(preset=name, filters=cfg.filters, blocks=cfg.blocks, params=params, s_b=cfg.s_b,
                 n_iter=cfg.n_iter, step_ms=1e3 * sec, throughput=cfg.s_b * cfg.n_iter / sec)
@@ -104,6 +112,8 @@ def main():
     p.add_argument("--device", default="cpu")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--presets", default="smoke,cpu")
+    p.add_argument("--s-b", default="", help="comma-separated S_b for the per-step rows "
+                                             "(default: each preset's)")
     p.add_argument("--autocast", action="store_true", help="bf16 autocast, as train --autocast")
     p.add_argument("--layouts", default="1x2,2x1,1x1",
                    help="PxT: P processes (--workers) of T threads each; '' to skip")
@@ -116,8 +126,9 @@ def main():
           f"load {os.getloadavg()[0]:.2f}")
     print("\n| preset | N_f x blocks | params | S_b | N_iter | ms/step | traj-cycles/s |")
     print("|---|---|---|---|---|---|---|")
-    for name in filter(None, args.presets.split(",")):
-        r = step_cost(name, device, args.steps, args.autocast)
+    batches = [dict(s_b=int(b)) for b in args.s_b.split(",") if b] or [{}]
+    for name, b in ((n, b) for n in filter(None, args.presets.split(",")) for b in batches):
+        r = step_cost(name, device, args.steps, args.autocast, **b)
         print(f"| {r['preset']} | {r['filters']} x {r['blocks']} | {r['params']} | {r['s_b']} | "
               f"{r['n_iter']} | {r['step_ms']:.1f} | {r['throughput']:.0f} |")
     if args.layouts and device.type == "cpu":
