@@ -200,6 +200,11 @@ def test_cpu_preset_takes_the_long_recipe_from_a_40_minute_budget(tmp_path, caps
     assert preset("cpu", time_budget=7200.0, s_b=64).s_b == 64  # given values win
     assert preset("cpu", time_budget=0.0).s_b == 32  # no limit: the step-bound recipe
     assert preset("smoke", time_budget=7200.0).s_b == PRESETS["smoke"]["s_b"]
+    # a sweep's run resolves its preset the same way
+    from danlab.runs import resolve
+
+    assert resolve("train", {"preset": "cpu", "time_budget": 2400.0})["config"]["s_b"] == 128
+    assert resolve("train", {"time_budget": 600.0})["config"]["s_b"] == 32
 
     def config(argv):
         parser = argparse.ArgumentParser()

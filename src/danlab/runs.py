@@ -163,12 +163,10 @@ def _twin(fields: dict, base=None):
 
 
 def _train_config(fields: dict):
-    from danlab.config import PRESETS, TrainConfig, merge
+    from danlab.config import preset
 
     fields = dict(fields)
-    name = fields.pop("preset", "cpu")
-    check_choice("preset", name, tuple(PRESETS))
-    return TrainConfig.from_dict(merge(PRESETS[name], fields), where=f"preset {name}")
+    return preset(fields.pop("preset", "cpu"), **fields)  # its budget rule as for danlab train
 
 
 def nest(flat: dict) -> dict:
