@@ -192,6 +192,7 @@ def test_cpu_preset_takes_the_long_recipe_from_a_40_minute_budget(tmp_path, caps
 
     from danlab.cli import train as cli_train
     from danlab.config import CPU_LONG, LONG_BUDGET, PRESETS, preset, to_toml
+    from danlab.errors import DanlabError
 
     assert preset("cpu").s_b == PRESETS["cpu"]["s_b"] == 32
     assert preset("cpu", time_budget=LONG_BUDGET - 1).s_b == 32
@@ -205,6 +206,8 @@ def test_cpu_preset_takes_the_long_recipe_from_a_40_minute_budget(tmp_path, caps
 
     assert resolve("train", {"preset": "cpu", "time_budget": 2400.0})["config"]["s_b"] == 128
     assert resolve("train", {"time_budget": 600.0})["config"]["s_b"] == 32
+    with pytest.raises(DanlabError, match="time_budget"):  # checked, not compared first
+        preset("cpu", time_budget="long")
 
     def config(argv):
         parser = argparse.ArgumentParser()

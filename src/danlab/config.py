@@ -188,8 +188,10 @@ CPU_LONG: dict = dict(s_b=128, val_every=4)
 
 
 def budget_values(name: str, time_budget: float, given=()) -> dict:
-    """The preset values that depend on the time budget, leaving out the keys `given`."""
-    long = CPU_LONG if name == "cpu" and time_budget >= LONG_BUDGET else {}
+    """The preset values that depend on the time budget, leaving out the keys `given` (a
+    budget that is not a number is left to TrainConfig's check to report)."""
+    number = isinstance(time_budget, (int, float)) and not isinstance(time_budget, bool)
+    long = CPU_LONG if name == "cpu" and number and time_budget >= LONG_BUDGET else {}
     return {k: v for k, v in long.items() if k not in given}
 
 
