@@ -58,7 +58,7 @@ def step_cost(name, device, steps, autocast=False, **overrides):
 
         def step():  # a new batch order at each epoch's end, without its validation
             s.step(0.0)
-            if s.counters.pos == s.data.steps_per_epoch:
+            if s.end_of_epoch():
                 s.counters.pos = 0
                 s.data.new_epoch()
 
@@ -127,10 +127,11 @@ def main():
     print("\n| preset | N_f x blocks | params | S_b | N_iter | ms/step | traj-cycles/s |")
     print("|---|---|---|---|---|---|---|")
     batches = [dict(s_b=int(b)) for b in args.s_b.split(",") if b] or [{}]
-    for name, b in ((n, b) for n in filter(None, args.presets.split(",")) for b in batches):
-        r = step_cost(name, device, args.steps, args.autocast, **b)
-        print(f"| {r['preset']} | {r['filters']} x {r['blocks']} | {r['params']} | {r['s_b']} | "
-              f"{r['n_iter']} | {r['step_ms']:.1f} | {r['throughput']:.0f} |")
+    for name in filter(None, args.presets.split(",")):
+        for batch in batches:
+            r = step_cost(name, device, args.steps, args.autocast, **batch)
+            print(f"| {r['preset']} | {r['filters']} x {r['blocks']} | {r['params']} | "
+                  f"{r['s_b']} | {r['n_iter']} | {r['step_ms']:.1f} | {r['throughput']:.0f} |")
     if args.layouts and device.type == "cpu":
         print(f"\nWhole `danlab train --preset cpu` runs, {args.run_steps} steps "
               "(validation included):")
