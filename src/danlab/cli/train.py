@@ -30,8 +30,8 @@ def register(sub, argv=()) -> None:
     p = sub.add_parser("train", help="train a DAN", description=__doc__)
     p.add_argument("--preset", default="cpu", metavar="|".join(PRESETS),
                    help="starting values (default: cpu, about 10 minutes on a 2-core CPU; "
-                        "with --time-budget 2400 or more the cpu preset trains with s_b 128 "
-                        "and val_every 4 unless they are given)")
+                        "with --time-budget 2400 or more the cpu preset trains with s_b 128, "
+                        "val_every 4 and ema 0.999 unless they are given)")
     p.add_argument("--config", default=None, metavar="FILE",
                    help="TOML file of TrainConfig values (on top of the preset)")
     p.add_argument("--out", default=None, metavar="DIR",
