@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -76,3 +77,27 @@ def test_a_blown_up_trajectory_skips_the_step_on_every_rank(tmp_path, capsys, mo
     w1, w2 = _weights(tmp_path / "one"), _weights(tmp_path / "two")
     for k in w1:
         assert torch.allclose(w1[k], w2[k], rtol=0, atol=1e-10), k
+
+
+def _train_then_list_threads(out):
+    from danlab.config import preset
+    from danlab.progress import quiet
+    from danlab.train import train
+
+    cfg = preset("smoke", dtype="float64", time_budget=0, filters=4, blocks=1, n_r=72, s_b=8,
+                 max_steps=3, val_cycles=6, test_trajectories=2, test_cycles=30, test_spinup=5)
+    train(cfg, out, progress=False, log=quiet)
+    names = [(t / "comm").read_text().strip() for t in Path("/proc/self/task").iterdir()]
+    (out / f"threads{os.environ['RANK']}.txt").write_text("\n".join(names))
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="thread names from Linux /proc")
+def test_a_two_process_run_ends_its_group_before_the_interpreter_ends(tmp_path):
+    """When train returns, the gloo group's threads are gone: one still releasing a tensor at
+    interpreter shutdown aborts the process after its work is done (1 run in ~35 without)."""
+    from danlab.distributed import launch
+
+    launch(_train_then_list_threads, 2, tmp_path)
+    for rank in (0, 1):
+        names = (tmp_path / f"threads{rank}.txt").read_text().split()
+        assert "python" in names and "pt_gloo_runloop" not in names, names

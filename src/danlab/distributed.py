@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 
 import torch
 
@@ -27,18 +26,9 @@ def _worker(rank: int, world: int, port: int, threads: int, fn, args, kwargs):
 
     try:
         fn(*args, **kwargs)
-        if dist.is_initialized():
-            dist.barrier()  # no rank tears the group down while another still talks to it
     finally:
-        if dist.is_initialized():
+        if dist.is_initialized():  # fn stopped early (a signal, an error): no barrier then
             dist.destroy_process_group()
-    # DDP keeps the gloo group and its threads alive past destroy_process_group (torch 2.13);
-    # a thread still releasing the last collective's tensors when the interpreter finalizes
-    # needs the GIL and aborts the process ("terminate called without an active exception").
-    # Everything is written by now: leave without finalizing.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
 
 
 def launch(fn, workers: int, *args, threads: int | None = None, **kwargs) -> None:

@@ -64,11 +64,17 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
         except Stop as sig:
             s.checkpoint(clock.elapsed())
             log(f"{sig}: checkpoint saved at step {s.counters.step}; continue with --resume")
+            s.group.close()  # every rank stops at the same step
+            raise
+        except BaseException:
+            s.group.close(wait=False)  # this rank's own error: the others may never come
             raise
         finally:
             bar.close()
     s.finish(clock.elapsed())
-    return summarise(s, reason, device, progress) if s.writes else {}
+    summary = summarise(s, reason, device, progress) if s.writes else {}
+    s.group.close()
+    return summary
 
 
 def summarise(s: Session, reason: str, device: str, progress: bool) -> dict:

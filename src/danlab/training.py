@@ -92,6 +92,10 @@ class Group:
         if world == 1:
             return cls()
         if not dist.is_initialized():
+            # imported after the group exists, torch._dynamo (Adam imports it) keeps the group
+            # and its threads alive past destroy_process_group (torch 2.13), into the
+            # interpreter's shutdown, where a gloo thread releasing a tensor aborts the process
+            import torch._dynamo  # noqa: F401
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         return cls(dist.get_rank(), dist.get_world_size())
 
@@ -134,6 +138,28 @@ class Group:
 
     def mean(self, value: torch.Tensor) -> torch.Tensor:
         return self.sum(value) / self.world
+
+    def average_(self, tensors: list[torch.Tensor]) -> None:
+        """Average tensors (the gradients) over the ranks in place: one all-reduce of their
+        concatenation. Not DistributedDataParallel: its reducer holds the group, and freeing
+        it under the GIL at the end joins gloo threads that wait for the GIL (a deadlock)."""
+        if self.world == 1 or not tensors:
+            return
+        flat = torch.cat([t.reshape(-1) for t in tensors])
+        dist.all_reduce(flat)
+        flat /= self.world
+        for t, part in zip(tensors, flat.split([t.numel() for t in tensors])):
+            t.copy_(part.view_as(t))
+
+    def close(self, wait: bool = True) -> None:
+        """Tear down the process group, by default once every rank got here (rank 0 tests
+        the run while the others wait), so that its threads end before the interpreter
+        does: a gloo thread still releasing a collective's tensors at interpreter shutdown
+        aborts the process."""
+        if self.world > 1 and dist.is_initialized():
+            if wait:
+                dist.barrier()
+            dist.destroy_process_group()
 
 
 # --- the cycling training data -------------------------------------------------------------
@@ -309,11 +335,7 @@ class Session:
         if self.cfg.ema and self.ema is None:
             self.ema = copy.deepcopy(self.net).requires_grad_(False)
         self.good = self._snapshot()
-        trained = self.net
-        if self.group.world > 1:  # gradients averaged over the ranks' slices of the batch
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            trained = torch.nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
-        self.filt = DANFilter(torch.compile(trained) if self.cfg.compile else trained)
+        self.filt = DANFilter(torch.compile(self.net) if self.cfg.compile else self.net)
         self.eval_filt = DANFilter(self.ema) if self.ema is not None else self.filt
         return self
 
@@ -374,6 +396,7 @@ class Session:
             group["lr"] = cfg.lr * c.lr_scale * lr_factor(cfg, progress)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        self.group.average_([p.grad for p in self.net.parameters() if p.grad is not None])
         gnorm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.clip)
         loss = self.group.mean(loss.detach())
         if torch.isfinite(loss) and torch.isfinite(gnorm):
