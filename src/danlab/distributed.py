@@ -27,7 +27,7 @@ def _worker(rank: int, world: int, port: int, threads: int, fn, args, kwargs):
     try:
         fn(*args, **kwargs)
     finally:
-        if dist.is_initialized():  # fn stopped early (a signal, an error): no barrier then
+        if dist.is_initialized():  # train closes its group; this is for an error before that
             dist.destroy_process_group()
 
 
