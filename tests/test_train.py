@@ -217,3 +217,43 @@ def test_init_starts_from_a_runs_best_weights_and_resume_does_not_read_it_again(
         train(a.replace(init=str(tmp_path / "moved" / BEST), filters=16), tmp_path / "c",
               progress=False, log=quiet)
     assert not (tmp_path / "c").exists()
+
+
+def test_forecast_loss_adds_the_next_forecasts_error_to_the_objective(tmp_path):
+    """With forecast_loss w the step descends (mean analysis MSE of the window) + w x (MSE of
+    the forecast from the window's last analyses against the next truth): the gradient of one
+    step equals the gradient of that sum computed by hand, in float64 to 1e-10."""
+    from danlab.cycle import cycle
+    from danlab.filters.dan import DANFilter
+    from danlab.training import Session
+
+    w = 0.7
+    cfg = preset("smoke", **TINY, dtype="float64", forecast_loss=w)
+    s = Session(cfg, tmp_path, torch.device("cpu"), quiet)
+    s.start(resume=False)
+    weights = {k: v.clone() for k, v in s.net.state_dict().items()}
+    idx = s.data.batch(0)
+    xa0, truth0 = s.data.xa[idx].clone(), s.data.truth[idx].clone()
+    gen_state = s.data.gen.get_state()
+    s.step(0.0)
+    got = [p.grad.clone() for p in s.net.parameters()]
+
+    # the same window by hand: the observations drawn from the same stream
+    s.data.gen.set_state(gen_state)
+    obs, dt, model = cfg.twin.observation, cfg.twin.dt, s.model
+    truths, draws, truth = [], [], truth0
+    for _ in range(cfg.n_iter):
+        truth = model.forecast(truth, dt)
+        mask, noise = obs.draw(tuple(truth.shape), s.data.gen, truth.device, truth.dtype)
+        truths.append(truth)
+        draws.append((obs.apply(truth, mask, noise), mask))
+    s.net.load_state_dict(weights)  # the step moved them
+    s.net.zero_grad()
+    steps = list(cycle(DANFilter(s.net), xa0, model, dt, draws, obs.sigma))
+    analysis = sum(((xa - t) ** 2).mean() for (_, xa), t in zip(steps, truths)) / cfg.n_iter
+    forecast = ((model.forecast(steps[-1][0], dt) - model.forecast(truths[-1], dt)) ** 2).mean()
+    (analysis + w * forecast).backward()
+    torch.nn.utils.clip_grad_norm_(s.net.parameters(), cfg.clip)
+    want = [p.grad for p in s.net.parameters()]
+    assert forecast > analysis  # the term is not negligible: errors grow over a cycle
+    assert all(torch.allclose(g, h, rtol=1e-10, atol=1e-14) for g, h in zip(got, want))

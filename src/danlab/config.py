@@ -66,6 +66,8 @@ class TrainConfig:
                                     "grow from n_iter_start")
     n_iter_until: float = param(0.5, "curriculum: fraction of the run at which N_iter reaches "
                                      "n_iter (= n_iter_from: a switch)")
+    forecast_loss: float = param(0.0, "weight in the loss of the forecast error one cycle after "
+                                      "the window (0: the analysis errors alone, Eq. 4)")
     clip: float = param(1.0, "gradient-norm clipping")
     patience: int = param(0, "stop after this many validations without a better validation "
                              "RMSE (0: off)")
@@ -129,7 +131,7 @@ def validate(c: TrainConfig) -> None:
     check_int_at_least("n_r", c.n_r, 2)
     for name in ("lr", "clip"):
         check_positive(name, getattr(c, name))
-    for name in ("lr_min", "time_budget", "loc_radius", "warmup", "ema"):
+    for name in ("lr_min", "time_budget", "loc_radius", "warmup", "ema", "forecast_loss"):
         check_non_negative(name, getattr(c, name))
     check(c.warmup < 1, f"warmup={c.warmup!r} is not allowed: it must be a fraction < 1")
     check(0 < c.decay <= 1, f"decay={c.decay!r} is not allowed: it must be a fraction in (0, 1]")

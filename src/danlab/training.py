@@ -217,6 +217,14 @@ class TrainingData:
         for x, xa in cycle(filt, self.xa[local], self.model, dt, observations(), obs.sigma):
             yield x, xa, truth
 
+    def forecast_error(self, x: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+        """Mean squared error of the forecast from the analyses x one cycle on (the window's
+        next forecast, the one the following analysis must correct)."""
+        dt = self.cfg.twin.dt
+        with torch.no_grad():
+            truth_next = self.model.forecast(truth, dt)
+        return ((self.model.forecast(x.to(truth.dtype), dt) - truth_next) ** 2).mean()
+
     def blown_up(self, x: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
         """(local B,) bool: the blow-up rule of the cycle engine on these local states."""
         return DEFAULT_DIVERGENCE.blown_up(((x.detach() - truth) ** 2).mean(-1).sqrt(),
@@ -388,14 +396,18 @@ class Session:
         loss = 0.0
         with autocast(cfg, self.device):
             for x, xa, truth in self.data.run(self.filt, idx, n_iter):  # noqa: B007
-                loss = loss + ((xa.float() - truth) ** 2).mean()
+                loss = loss + ((xa.to(truth.dtype) - truth) ** 2).mean()
         loss = loss / n_iter
+        objective = loss
+        if cfg.forecast_loss:
+            objective = loss + cfg.forecast_loss * self.data.forecast_error(x, truth)
         if FAULTS.nan_at is not None and c.step == FAULTS.nan_at:
             loss = loss * float("nan")
+            objective = objective * float("nan")
         for group in self.opt.param_groups:
             group["lr"] = cfg.lr * c.lr_scale * lr_factor(cfg, progress)
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        objective.backward()
         self.group.average_([p.grad for p in self.net.parameters() if p.grad is not None])
         gnorm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.clip)
         loss = self.group.mean(loss.detach())
