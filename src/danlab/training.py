@@ -398,12 +398,11 @@ class Session:
             for x, xa, truth in self.data.run(self.filt, idx, n_iter):  # noqa: B007
                 loss = loss + ((xa.to(truth.dtype) - truth) ** 2).mean()
         loss = loss / n_iter
+        if FAULTS.nan_at is not None and c.step == FAULTS.nan_at:
+            loss = loss * float("nan")
         objective = loss
         if cfg.forecast_loss:
             objective = loss + cfg.forecast_loss * self.data.forecast_error(x, truth)
-        if FAULTS.nan_at is not None and c.step == FAULTS.nan_at:
-            loss = loss * float("nan")
-            objective = objective * float("nan")
         for group in self.opt.param_groups:
             group["lr"] = cfg.lr * c.lr_scale * lr_factor(cfg, progress)
         self.opt.zero_grad(set_to_none=True)
