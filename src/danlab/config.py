@@ -13,6 +13,7 @@ from danlab.errors import (
     check_non_negative,
     check_positive,
 )
+from danlab.optim import OPTIMIZERS
 from danlab.spec import param
 from danlab.twin import TwinSpec
 
@@ -68,6 +69,9 @@ class TrainConfig:
                                      "n_iter (= n_iter_from: a switch)")
     forecast_loss: float = param(0.0, "weight in the loss of the forecast error one cycle after "
                                       "the window (0: the analysis errors alone, Eq. 4)")
+    optimizer: str = param("adam", "adam, or muon (orthogonalised momentum on the hidden "
+                                   "convolution kernels, Adam on the rest; danlab.optim)",
+                           choices=OPTIMIZERS)
     clip: float = param(1.0, "gradient-norm clipping")
     patience: int = param(0, "stop after this many validations without a better validation "
                              "RMSE (0: off)")
@@ -123,6 +127,7 @@ def validate(c: TrainConfig) -> None:
     check_choice("variant", c.variant, VARIANTS)
     check_choice("activation", c.activation, ("gelu", "relu", "tanh", "silu"))
     check_choice("dtype", c.dtype, ("float32", "float64"))
+    check_choice("optimizer", c.optimizer, OPTIMIZERS)
     for name in ("filters", "blocks", "columns", "n_iter", "epochs", "val_cycles",
                  "val_trajectories", "kernel", "s_b", "val_every"):
         check_int_at_least(name, getattr(c, name), 1)

@@ -236,7 +236,7 @@ def resolve(kind: str, fields: dict) -> dict:
 #: that the runs stored before them keep their names (and are found again, not recomputed)
 LATER_TRAIN_FIELDS = {"val_every": 1, "decay": 1.0, "n_iter_from": 0.0,
                       "n_iter_until": 0.5, "init": "", "decay_from": 1.0,
-                      "forecast_loss": 0.0}
+                      "forecast_loss": 0.0, "optimizer": "adam"}
 
 
 def _key_form(obj):

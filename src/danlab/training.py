@@ -28,6 +28,7 @@ from danlab.cycle import DEFAULT_DIVERGENCE, cycle
 from danlab.errors import DanlabError
 from danlab.filters.dan import DANFilter
 from danlab.nets import build_net
+from danlab.optim import make_optimizer
 from danlab.runs import (
     BEST,
     CHECKPOINT,
@@ -295,7 +296,7 @@ class Session:
         self.model = cfg.twin.make_model()
         torch.manual_seed(cfg.seed)
         self.net = build_net(cfg).to(self.device, dtype)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+        self.opt = make_optimizer(cfg.optimizer, self.net, cfg.lr)
         self.data = TrainingData(cfg, self.model, self.device, self.group)
         self.counters = Counters()
         epochs_total = cfg.epochs * self.data.steps_per_epoch
