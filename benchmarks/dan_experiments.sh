@@ -11,7 +11,7 @@ train() {  # name, extra options
   local name="$1"; shift
   if [ -f "$RUNS/$name/results.json" ]; then echo "skip $name"; return; fi
   local resume=""; [ -f "$RUNS/$name/checkpoint.pt" ] && resume="--resume"
-  danlab train --preset cpu --n-iter 8 --max-steps "$STEPS" --time-budget 0 --out "$RUNS/$name" \
+  danlab train --preset cpu --n-iter 8 --optimizer adam --max-steps "$STEPS" --time-budget 0 --out "$RUNS/$name" \
     --no-progress --json $resume "$@" > "$RUNS/$name.json"
   echo "$name: $(python3 -c "import json; print(round(json.load(open('$RUNS/$name.json'))['rmse'], 4))")"
 }

@@ -199,6 +199,9 @@ def test_cpu_preset_takes_the_long_recipe_from_a_40_minute_budget(tmp_path, caps
     long = preset("cpu", time_budget=LONG_BUDGET)
     assert (long.s_b, long.val_every, long.ema) == tuple(CPU_LONG.values()) == (128, 4, 0.999)
     assert preset("cpu").ema == 0.0
+    # Muon at every budget in the cpu preset; the paper's presets keep the paper's Adam
+    assert preset("cpu").optimizer == long.optimizer == "muon"
+    assert preset("casual").optimizer == preset("boosted").optimizer == "adam"
     assert preset("cpu", time_budget=7200.0, s_b=64).s_b == 64  # given values win
     assert preset("cpu", time_budget=0.0).s_b == 32  # no limit: the step-bound recipe
     assert preset("smoke", time_budget=7200.0).s_b == PRESETS["smoke"]["s_b"]

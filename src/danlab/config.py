@@ -165,10 +165,11 @@ PRESETS: dict[str, dict] = {
     # under a minute on a 2-core CPU
     "smoke": dict(filters=16, blocks=2, n_r=512, s_b=32, n_iter=8, max_steps=4000,
                   time_budget=40.0, twin=dict(trajectories=8)),
-    # the quickstart's default: about 10 minutes on a 2-core CPU; N_iter 2 (docs/dan.md), and
-    # epochs / step cap far beyond what hours allow, so --time-budget is what stops a run
+    # the quickstart's default: about 10 minutes on a 2-core CPU; N_iter 2 and Muon
+    # (docs/dan.md), and epochs / step cap far beyond what hours allow, so --time-budget is
+    # what stops a run
     "cpu": dict(filters=32, blocks=4, n_r=4096, s_b=32, n_iter=2, epochs=10000,
-                max_steps=1000000, time_budget=600.0),
+                max_steps=1000000, time_budget=600.0, optimizer="muon"),
     # the paper's reference configuration (App. A)
     "casual": dict(filters=40, blocks=4, n_r=2**18, s_b=2048, n_iter=16, epochs=200),
     # the paper's boosted DAN (Sect. 4.1)

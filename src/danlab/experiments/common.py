@@ -26,7 +26,8 @@ TRAIN = {
     # pinned (not the preset's current values) so a cpu-scale run means the same thing later
     "cpu": {"preset": "cpu", "filters": 32, "blocks": 4, "kernel": 5, "n_r": 4096, "s_b": 32,
             "n_iter": 8, "epochs": 1000, "lr": 3e-3, "lr_min": 5e-5, "warmup": 0.0, "ema": 0.0,
-            "n_iter_start": 0, "product": False, "max_steps": 3000, "time_budget": 0.0},
+            "n_iter_start": 0, "product": False, "optimizer": "adam", "max_steps": 3000,
+            "time_budget": 0.0},
     "paper": {"preset": "casual"},
 }
 
