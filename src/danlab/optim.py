@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from danlab.errors import check
+
 OPTIMIZERS = ("adam", "muon")
 
 #: the quintic Newton–Schulz coefficients of Jordan et al.: they drive every singular value
@@ -93,11 +95,11 @@ def make_optimizer(name: str, net: torch.nn.Module, lr: float):
     rest (the lifting and output layers, biases, scalars)."""
     if name == "adam":
         return torch.optim.Adam(net.parameters(), lr=lr)
-    kernels = [p for p in hidden_kernels(net)]
+    kernels = hidden_kernels(net)
     ids = {id(p) for p in kernels}
     rest = [p for p in net.parameters() if id(p) not in ids]
-    if not kernels:
-        raise ValueError(f"optimizer={name!r}: the network has no hidden convolution kernels")
+    check(bool(kernels), f"optimizer={name!r} is not allowed for this network: it has no hidden "
+                         "convolution kernels; use adam")
     return Optimizers(Muon(kernels, lr=lr), torch.optim.Adam(rest, lr=lr))
 
 
