@@ -186,8 +186,8 @@ def test_tune_letkf_scans_radius_or_inflation(capsys):
 
 def test_cpu_preset_takes_the_long_recipe_from_a_40_minute_budget(tmp_path, capsys):
     """The cpu preset's batch depends on the budget (docs/dan.md): S_b 32 for the quickstart's
-    600 s, S_b 128 with validation every 4th epoch and an EMA of the weights from 2,400 s,
-    unless given; other presets and a resumed run's stored config are left as they are."""
+    600 s, S_b 128 with validation every 4th epoch, an EMA of the weights and 48 filters from
+    2,400 s, unless given; other presets and a resumed run's stored config are left as they are."""
     import argparse
 
     from danlab.cli import train as cli_train
@@ -197,7 +197,8 @@ def test_cpu_preset_takes_the_long_recipe_from_a_40_minute_budget(tmp_path, caps
     assert preset("cpu").s_b == PRESETS["cpu"]["s_b"] == 32
     assert preset("cpu", time_budget=LONG_BUDGET - 1).s_b == 32
     long = preset("cpu", time_budget=LONG_BUDGET)
-    assert (long.s_b, long.val_every, long.ema) == tuple(CPU_LONG.values()) == (128, 4, 0.999)
+    assert ((long.s_b, long.val_every, long.ema, long.filters) == tuple(CPU_LONG.values())
+            == (128, 4, 0.999, 48))
     assert preset("cpu").ema == 0.0
     # Muon at every budget in the cpu preset; the paper's presets keep the paper's Adam
     assert preset("cpu").optimizer == long.optimizer == "muon"
@@ -220,8 +221,9 @@ def test_cpu_preset_takes_the_long_recipe_from_a_40_minute_budget(tmp_path, caps
 
     assert config(["train"]).s_b == 32
     cfg = config(["train", "--time-budget", "2400", "--out", str(tmp_path / "a")])
-    assert (cfg.s_b, cfg.val_every, cfg.ema, cfg.time_budget) == (128, 4, 0.999, 2400.0)
-    assert "s_b 128, val_every 4, ema 0.999" in capsys.readouterr().out
+    assert ((cfg.s_b, cfg.val_every, cfg.ema, cfg.filters, cfg.time_budget)
+            == (128, 4, 0.999, 48, 2400.0))
+    assert "s_b 128, val_every 4, ema 0.999, filters 48" in capsys.readouterr().out
     assert config(["train", "--time-budget", "2400", "--s-b", "64"]).s_b == 64
     off = config(["train", "--time-budget", "2400", "--ema", "0"])
     assert (off.s_b, off.ema) == (128, 0.0)
@@ -230,4 +232,4 @@ def test_cpu_preset_takes_the_long_recipe_from_a_40_minute_budget(tmp_path, caps
     (tmp_path / "b" / "config.toml").write_text(to_toml(preset("cpu")))
     resumed = config(["train", "--resume", "--out", str(tmp_path / "b"), "--time-budget",
                       "7200"])
-    assert (resumed.s_b, resumed.time_budget) == (32, 7200.0)
+    assert (resumed.s_b, resumed.filters, resumed.time_budget) == (32, 32, 7200.0)

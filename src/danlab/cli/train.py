@@ -31,7 +31,7 @@ def register(sub, argv=()) -> None:
     p.add_argument("--preset", default="cpu", metavar="|".join(PRESETS),
                    help="starting values (default: cpu, about 10 minutes on a 2-core CPU; "
                         "with --time-budget 2400 or more the cpu preset trains with s_b 128, "
-                        "val_every 4 and ema 0.999 unless they are given)")
+                        "val_every 4, ema 0.999 and 48 filters unless they are given)")
     p.add_argument("--config", default=None, metavar="FILE",
                    help="TOML file of TrainConfig values (on top of the preset)")
     p.add_argument("--out", default=None, metavar="DIR",

@@ -22,7 +22,8 @@ def quickstart(out: Path, preset_name: str = "cpu", members: int = 40, device: s
     """Train, compare on the same test trajectories, plot; `overrides` change preset values."""
     cfg = preset(preset_name, **overrides)
     log(f"[1/3] training the {preset_name!r} DAN (N_f={cfg.filters}, {cfg.blocks} blocks, "
-        f"S_b={cfg.s_b}, N_iter={cfg.n_iter}; at most {cfg.time_budget:.0f} s)")
+        f"S_b={cfg.s_b}, N_iter={cfg.n_iter}, {cfg.optimizer}; at most "
+        f"{cfg.time_budget:.0f} s)")
     trained = train(cfg, out / "dan", resume=resume, device=device, progress=progress, log=log)
 
     log(f"[2/3] DAN, EnKF-N and 3D-Var on the same test set: {cfg.twin.describe()}")
