@@ -7,6 +7,7 @@ instead of the few that dominate the gradient. A convolution kernel (out, in, k)
 (out, in·k) of the GEMM it performs. The update is scaled by 0.2·sqrt(max(out, in·k)), which
 gives it the RMS of a typical Adam update, so the two share one learning rate and schedule.
 The first and last layers and every vector (biases, α) stay with Adam, as in those papers.
+(torch.optim.Muon takes 2-D parameters only, hence this small version for (out, in, k) kernels.)
 """
 
 from __future__ import annotations
@@ -96,10 +97,10 @@ def make_optimizer(name: str, net: torch.nn.Module, lr: float):
     if name == "adam":
         return torch.optim.Adam(net.parameters(), lr=lr)
     kernels = hidden_kernels(net)
-    ids = {id(p) for p in kernels}
-    rest = [p for p in net.parameters() if id(p) not in ids]
     check(bool(kernels), f"optimizer={name!r} is not allowed for this network: it has no hidden "
                          "convolution kernels; use adam")
+    ids = {id(p) for p in kernels}
+    rest = [p for p in net.parameters() if id(p) not in ids]
     return Optimizers(Muon(kernels, lr=lr), torch.optim.Adam(rest, lr=lr))
 
 
