@@ -152,10 +152,8 @@ class IEnKFN(EnsembleFilter):
 
     def analysis(self, state, y: Tensor, mask: Tensor, sigma: float, *, model,
                  dt: float) -> tuple[Tensor, Tensor]:
-        eps = self.eps
         E0, Ef = state
         b, n, _ = E0.shape
-        n1 = n - 1
         x0, X0 = centre(E0)
         eye = torch.eye(n, dtype=E0.dtype, device=E0.device).expand(b, n, n)
         dev = E0.device
@@ -167,82 +165,115 @@ class IEnKFN(EnsembleFilter):
                   rejected=torch.zeros(b, dtype=torch.bool, device=dev),
                   ok_all=torch.ones(b, dtype=torch.bool, device=dev),
                   iters=torch.zeros(b, dtype=torch.long, device=dev))
-        # CPU: finished rows leave the batch (a host sync per iteration, free there); other
-        # devices: they stay, frozen by a mask, and the loop tests for the end every few
-        # iterations only (same results, no per-iteration host sync)
-        compact = on_host(E0)
-        active = torch.ones(b, dtype=torch.bool, device=dev)
-        idx = None  # rows still iterating (compact mode); None = all rows
-        for it in range(self.max_iter):
-            def sub(t, idx=idx):
-                return t if idx is None else t[idx]
+        data = dict(x0=x0, X0=X0, Ef=Ef, y=y, mask=mask)
+        if on_host(E0):
+            out = self._iterate_compact(st, data, sigma, model, dt)
+        else:
+            out = self._iterate_masked(st, data, sigma, model, dt)
+        self.last_iterations, self.last_rejected = out["iters"], out["rejected"]
+        w, T = out["w"], out["T"]
+        Ea = model.forecast(x0.unsqueeze(-2) + (w.unsqueeze(-2) + T) @ X0, dt)
+        Ea = torch.where(out["ok_all"][:, None, None], Ea, torch.full_like(Ea, float("nan")))
+        return Ea, Ea
 
-            if it == 0 and eps == 1.0:
-                E = Ef
-            else:
-                Ein = (sub(x0).unsqueeze(-2)
-                       + (sub(st["w"]).unsqueeze(-2) + eps * sub(st["T"])) @ sub(X0))
-                E = model.forecast(Ein, dt)
-            if eps != 1.0:
-                mu_e, A_e = centre(E)
-                E = mu_e.unsqueeze(-2) + A_e / eps
-            _, Y, dy = normalised_obs(E, sub(y), sub(mask), sigma)
-            Y0 = Y if it == 0 else sub(st["Tinv"]) @ Y
-            G, ok = gram(Y0)
-            wi, Ti, wa = sub(st["w"]), sub(st["T"]), sub(st["w_acc"])
-            za, prior = self._prior(G, wi)
-            J = 0.5 * (dy * dy).sum(-1) + prior
-            # Safeguard (module docstring): an iterate that raises the cost is retried once at
-            # half the step, then rejected: the row stops at the last accepted iterate.
-            worse = J > sub(st["J_acc"]) + REJECT_ATOL
-            if not self.safeguard:
-                worse = torch.zeros_like(worse)
-            last = it + 1 == self.max_iter  # no evaluation left for a halved step
-            retry = worse & ~sub(st["halved"]) & (not last)
+    def _iterate_compact(self, st: dict, data: dict, sigma: float, model, dt: float) -> dict:
+        """The Gauss-Newton loop where a host sync is free (CPU): a finished row leaves the
+        batch (its results written once, the state of the others re-indexed once), and an
+        iteration where every row accepts its iterate skips the merges."""
+        keys = ("w", "T", "rejected", "ok_all", "iters")
+        out = {k: st[k].clone() if k != "T" else st[k].contiguous() for k in keys}
+        rows = None  # the rows still iterating, None = all
+        for it in range(self.max_iter):
+            last = it + 1 == self.max_iter
+            new, done = self._step(it, st, data, sigma, model, dt, last, fast=True)
+            if last:
+                done = torch.ones_like(done)
+            elif not bool(done.any()):
+                st.update(new)
+                continue
+            every = bool(done.all())
+            for k in keys:
+                v = new[k] if every else new[k][done]
+                if rows is None and every:
+                    out[k] = v
+                else:
+                    out[k][done.nonzero().squeeze(-1) if rows is None else rows[done]] = v
+            if every:
+                break
+            keep = done.logical_not().nonzero().squeeze(-1)
+            rows = keep if rows is None else rows[keep]
+            st = {k: v[keep] for k, v in new.items()}
+            data = {k: v[keep] for k, v in data.items() if k != "Ef"}  # Ef: iteration 0 only
+        return out
+
+    def _iterate_masked(self, st: dict, data: dict, sigma: float, model, dt: float) -> dict:
+        """The Gauss-Newton loop on devices where a host sync stalls the queue: finished rows
+        stay, frozen by a mask, and the loop tests for the end every few iterations only."""
+        active = torch.ones_like(st["halved"])
+        for it in range(self.max_iter):
+            last = it + 1 == self.max_iter
+            new, done = self._step(it, st, data, sigma, model, dt, last, fast=False)
+            for k, v in new.items():
+                m = active.view(-1, *([1] * (v.dim() - 1)))
+                st[k] = torch.where(m, v, st[k])
+            active = active & ~done
+            if not last and (it + 1) % sync_every(active) == 0 and not bool(active.any()):
+                break
+        return st
+
+    def _step(self, it: int, st: dict, data: dict, sigma: float, model, dt: float, last: bool,
+              fast: bool) -> tuple[dict, Tensor]:
+        """One Gauss-Newton iteration on the rows of st and data: (the new state, done (B,)).
+        fast: if no row rejects its iterate, skip the merges (a host sync)."""
+        eps = self.eps
+        x0, X0 = data["x0"], data["X0"]
+        n1 = X0.shape[-2] - 1
+        if it == 0 and eps == 1.0:
+            E = data["Ef"]
+        else:
+            E = model.forecast(x0.unsqueeze(-2) + (st["w"].unsqueeze(-2) + eps * st["T"]) @ X0,
+                               dt)
+        if eps != 1.0:
+            mu_e, A_e = centre(E)
+            E = mu_e.unsqueeze(-2) + A_e / eps
+        _, Y, dy = normalised_obs(E, data["y"], data["mask"], sigma)
+        Y0 = Y if it == 0 else st["Tinv"] @ Y
+        G, ok = gram(Y0)
+        wi, Ti, wa = st["w"], st["T"], st["w_acc"]
+        za, prior = self._prior(G, wi)
+        J = 0.5 * (dy * dy).sum(-1) + prior
+        # Safeguard (module docstring): an iterate that raises the cost is retried once at
+        # half the step, then rejected: the row stops at the last accepted iterate.
+        worse = J > st["J_acc"] + REJECT_ATOL
+        if not self.safeguard:
+            worse = torch.zeros_like(worse)
+        # Hessian H = Y0 Y0^T + za I: step = H^{-1} grad, T = sqrt(N-1) H^{-1/2},
+        # T^{-1} = H^{1/2} / sqrt(N-1), the roots by Newton-Schulz (no eigendecomposition)
+        grad = matvec(Y0, dy) - za.unsqueeze(-1) * wi
+        H_sqrt, H_isqrt = shifted_roots(G, za)
+        step = matvec(H_isqrt, matvec(H_isqrt, grad))
+        iters = torch.full_like(st["iters"], it + 1)
+        if fast and not bool(worse.any()):
+            new = dict(w_acc=wi, T_acc=Ti, J_acc=J, w=wi + step, T=math.sqrt(n1) * H_isqrt,
+                       Tinv=H_sqrt / math.sqrt(n1), halved=worse, rejected=worse,
+                       ok_all=st["ok_all"] & ok, iters=iters)
+            done = worse
+        else:
+            retry = worse & ~st["halved"] & (not last)
             stop = worse & ~retry
             acc = ~worse
-            # Hessian H = Y0 Y0^T + za I: step = H^{-1} grad, T = sqrt(N-1) H^{-1/2},
-            # T^{-1} = H^{1/2} / sqrt(N-1), the roots by Newton-Schulz (no eigendecomposition)
-            grad = matvec(Y0, dy) - za.unsqueeze(-1) * wi
-            H_sqrt, H_isqrt = shifted_roots(G, za)
-            step = matvec(H_isqrt, matvec(H_isqrt, grad))
             a2, a3 = acc.unsqueeze(-1), acc[:, None, None]
             s2, s3 = stop.unsqueeze(-1), stop[:, None, None]
             new = dict(
                 w_acc=torch.where(a2, wi, wa),
-                T_acc=torch.where(a3, Ti, sub(st["T_acc"])),
-                J_acc=torch.where(acc, J, sub(st["J_acc"])),
+                T_acc=torch.where(a3, Ti, st["T_acc"]),
+                J_acc=torch.where(acc, J, st["J_acc"]),
                 w=torch.where(a2, wi + step, torch.where(s2, wa, 0.5 * (wi + wa))),
-                T=torch.where(a3, math.sqrt(n1) * H_isqrt, torch.where(s3, sub(st["T_acc"]), Ti)),
-                Tinv=torch.where(a3, H_sqrt / math.sqrt(n1), sub(st["Tinv"])),
-                halved=retry, rejected=stop, ok_all=sub(st["ok_all"]) & ok,
-                iters=torch.full_like(sub(st["iters"]), it + 1),
+                T=torch.where(a3, math.sqrt(n1) * H_isqrt, torch.where(s3, st["T_acc"], Ti)),
+                Tinv=torch.where(a3, H_sqrt / math.sqrt(n1), st["Tinv"]),
+                halved=retry, rejected=stop, ok_all=st["ok_all"] & ok, iters=iters,
             )
             done = stop
-            if self.tol > 0.0:
-                done = done | (acc & ((step * step).mean(-1) < self.tol**2))
-            if not compact:
-                for k, v in new.items():
-                    m = active.view(-1, *([1] * (v.dim() - 1)))
-                    st[k] = torch.where(m, v, st[k])
-                active = active & ~done
-                if not last and (it + 1) % sync_every(active) == 0 and not bool(active.any()):
-                    break
-                continue
-            if idx is None:
-                st.update(new)
-            else:
-                for k, v in new.items():
-                    st[k] = st[k].clone()
-                    st[k][idx] = v
-            if last or not bool(done.any()):
-                continue
-            keep = ~done
-            idx = torch.nonzero(keep).squeeze(-1) if idx is None else idx[keep]
-            if idx.numel() == 0:
-                break
-        self.last_iterations, self.last_rejected = st["iters"], st["rejected"]
-        w, T = st["w"], st["T"]
-        Ea = model.forecast(x0.unsqueeze(-2) + (w.unsqueeze(-2) + T) @ X0, dt)
-        Ea = torch.where(st["ok_all"][:, None, None], Ea, torch.full_like(Ea, float("nan")))
-        return Ea, Ea
+        if self.tol > 0.0:
+            done = done | (~worse & ((step * step).mean(-1) < self.tol**2))
+        return new, done
