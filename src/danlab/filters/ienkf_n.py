@@ -192,12 +192,12 @@ class IEnKFN(EnsembleFilter):
                 st.update(new)
                 continue
             every = bool(done.all())
+            if rows is None and every:
+                out = {k: new[k] for k in keys}
+                break
+            where = done.nonzero().squeeze(-1) if rows is None else rows[done]
             for k in keys:
-                v = new[k] if every else new[k][done]
-                if rows is None and every:
-                    out[k] = v
-                else:
-                    out[k][done.nonzero().squeeze(-1) if rows is None else rows[done]] = v
+                out[k][where] = new[k] if every else new[k][done]
             if every:
                 break
             keep = done.logical_not().nonzero().squeeze(-1)
